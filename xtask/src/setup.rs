@@ -1,0 +1,89 @@
+//! Installs what the project needs on a fresh machine, or says exactly how to.
+
+use std::process::Command;
+
+/// The bare-metal target the firmware is built for.
+pub const FIRMWARE_TARGET: &str = "aarch64-unknown-none";
+
+/// Makes sure the firmware target and QEMU are present.
+pub fn ensure_tools() -> Result<(), String> {
+    ensure_target()?;
+    ensure_qemu()
+}
+
+/// Adds the `aarch64-unknown-none` target through rustup when it is missing.
+pub fn ensure_target() -> Result<(), String> {
+    let installed = output("rustup", &["target", "list", "--installed"])?;
+    if installed.lines().any(|line| line.trim() == FIRMWARE_TARGET) {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the {FIRMWARE_TARGET} target with rustup");
+    run("rustup", &["target", "add", FIRMWARE_TARGET])
+}
+
+/// Installs `qemu-system-arm` (which provides `qemu-system-aarch64`) when running as root; otherwise
+/// prints the command to run and fails.
+pub fn ensure_qemu() -> Result<(), String> {
+    if Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let install = "apt-get install -y --no-install-recommends qemu-system-arm";
+    if !is_root() {
+        return Err(format!(
+            "qemu-system-aarch64 is missing; install it with:\n    sudo apt-get update && sudo {install}"
+        ));
+    }
+    eprintln!("xtask: installing qemu-system-arm with apt-get");
+    run("apt-get", &["update"])?;
+    let status = Command::new("apt-get")
+        .args([
+            "install",
+            "-y",
+            "--no-install-recommends",
+            "qemu-system-arm",
+        ])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .map_err(|error| format!("cannot run apt-get: {error}"))?;
+    if !status.success() {
+        return Err(format!("`{install}` failed ({status})"));
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    output("id", &["-u"]).is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// Runs a command, inheriting the terminal, and fails with its name when it does not succeed.
+pub fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let status = Command::new(program)
+        .args(args)
+        .status()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`{program} {}` failed ({status})", args.join(" ")))
+    }
+}
+
+fn output(program: &str, args: &[&str]) -> Result<String, String> {
+    let output = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|error| format!("cannot run {program}: {error}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "`{program} {}` failed ({})",
+            args.join(" "),
+            output.status
+        ));
+    }
+    String::from_utf8(output.stdout)
+        .map_err(|error| format!("{program} printed non-UTF-8: {error}"))
+}
