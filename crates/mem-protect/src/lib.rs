@@ -691,62 +691,82 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         if self.vm_at(slot).lifecycle != VmLifecycle::Dying {
             return Err(MemProtectError::VmNotDying { vm });
         }
-        let guest_range = self.guest_range(guest_address, pages)?;
+        self.guest_range(guest_address, pages)?;
         let mut host_needed = 0;
-        for guest_page in guest_range.clone().step_by(PAGE_SIZE as usize) {
-            let address = match self.vm_at(slot).stage2.walk(guest_page) {
-                Entry::Mapped { output, .. } => output,
-                Entry::Unmapped | Entry::Annotated(_) => {
-                    return Err(MemProtectError::GuestPageMissing {
-                        guest_address: guest_page,
-                    });
-                }
-            };
-            match self.host_view(address) {
-                PageOwnership::Guest { vm: owner, .. } if owner == vm => {}
-                PageOwnership::SharedByGuest => {}
-                found => {
-                    return Err(MemProtectError::UnexpectedState {
-                        address,
-                        expected: OwnershipKind::Guest,
-                        found,
-                    });
+        let mut done = 0;
+        while done < pages {
+            let run_start = guest_address + done * PAGE_SIZE;
+            let (address, run) = self.guest_run(slot, run_start, pages - done)?;
+            for page in (address..address + run * PAGE_SIZE).step_by(PAGE_SIZE as usize) {
+                match self.host_view(page) {
+                    PageOwnership::Guest { vm: owner, .. } if owner == vm => {}
+                    PageOwnership::SharedByGuest => {}
+                    found => {
+                        return Err(MemProtectError::UnexpectedState {
+                            address: page,
+                            expected: OwnershipKind::Guest,
+                            found,
+                        });
+                    }
                 }
             }
-            host_needed += needed(&self.host, address, PAGE_SIZE, Operation::Unmap)?;
+            host_needed += needed(&self.host, address, run * PAGE_SIZE, Operation::Unmap)?;
+            done += run;
         }
-        let size = guest_range.end - guest_range.start;
         tables_available(
             &self.vm_at(slot).stage2,
             guest_address,
-            size,
+            pages * PAGE_SIZE,
             Operation::Unmap,
         )?;
         self.host_tables_available(host_needed)?;
 
-        // Commit, page by page: guest loses it (with TLB maintenance for its VMID), the page is zeroed,
-        // then the host gets it back.
-        for guest_page in guest_range.step_by(PAGE_SIZE as usize) {
-            let Entry::Mapped {
-                output: address, ..
-            } = self.vm_at(slot).stage2.walk(guest_page)
-            else {
-                continue;
-            };
-            self.apply_to_guest(slot, guest_page, PAGE_SIZE, Operation::Unmap)
+        // Commit, one run of contiguous host pages at a time: the guest loses the run (with TLB
+        // maintenance for its VMID), every page is zeroed, then the host gets the run back.
+        let mut done = 0;
+        while done < pages {
+            let run_start = guest_address + done * PAGE_SIZE;
+            let (address, run) = self.guest_run(slot, run_start, pages - done)?;
+            let size = run * PAGE_SIZE;
+            self.apply_to_guest(slot, run_start, size, Operation::Unmap)
                 .map_err(stage2_error)?;
-            self.vm_at_mut(slot).pages -= 1;
-            self.platform.zero_page(address);
+            self.vm_at_mut(slot).pages -= run;
+            for page in (address..address + size).step_by(PAGE_SIZE as usize) {
+                self.platform.zero_page(page);
+            }
             self.host
-                .unmap(address, PAGE_SIZE, &mut self.platform)
+                .unmap(address, size, &mut self.platform)
                 .map_err(stage2_error)?;
             self.platform
                 .observe(ProtectionEvent::OwnershipTransferred {
-                    range: address..address + PAGE_SIZE,
+                    range: address..address + size,
                     to: Component::Host,
                 });
+            done += run;
         }
         Ok(())
+    }
+
+    /// The host page behind `guest_address` and how many of the following guest pages (at most
+    /// `pages`) are backed by the following host pages.
+    fn guest_run(
+        &self,
+        slot: usize,
+        guest_address: u64,
+        pages: u64,
+    ) -> Result<(u64, u64), MemProtectError> {
+        let stage2 = &self.vm_at(slot).stage2;
+        let Entry::Mapped { output: first, .. } = stage2.walk(guest_address) else {
+            return Err(MemProtectError::GuestPageMissing { guest_address });
+        };
+        let mut run = 1;
+        while run < pages {
+            match stage2.walk(guest_address + run * PAGE_SIZE) {
+                Entry::Mapped { output, .. } if output == first + run * PAGE_SIZE => run += 1,
+                _ => break,
+            }
+        }
+        Ok((first, run))
     }
 
     /// Removes a dying VM whose pages were all reclaimed; returns its table pool so the hypervisor can

@@ -662,12 +662,10 @@ fn check_events(
     if let (Op::Reclaim { .. }, Ok(())) = (op, outcome) {
         for (position, event) in events.iter().enumerate() {
             if let Event::Protection(ProtectionEvent::OwnershipTransferred { range, .. }) = event {
-                let zeroed = events[..position].contains(&Event::ZeroPage(range.start));
-                prop_assert!(
-                    zeroed,
-                    "page {:#x} handed back before it was zeroed",
-                    range.start
-                );
+                for page in range.clone().step_by(PAGE_SIZE as usize) {
+                    let zeroed = events[..position].contains(&Event::ZeroPage(page));
+                    prop_assert!(zeroed, "page {:#x} handed back before it was zeroed", page);
+                }
             }
         }
     }
