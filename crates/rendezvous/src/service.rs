@@ -1,0 +1,72 @@
+//! Servicing: read the request counter, complete local accesses, publish, wake waiters.
+//!
+//! The SGI responder is exactly this sequence; the leave and join roles end with it.
+
+use crate::cpu_set::CpuIndex;
+use crate::memory::RendezvousMemory;
+use crate::outcome::{Action, Progress};
+use crate::platform::RendezvousPlatform;
+
+/// The steps of servicing, in order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum ServiceState {
+    /// Next: read the global request counter.
+    ReadCounter,
+    /// Next: local DSB; every request up to `observed` is then serviced.
+    Dsb {
+        /// Counter value read before the DSB.
+        observed: u64,
+    },
+    /// Next: publish `observed` as this CPU's serviced counter.
+    Publish {
+        /// Counter value read before the DSB.
+        observed: u64,
+    },
+    /// Next: wake callers waiting for the publication.
+    SendEvent,
+    /// Nothing left to do.
+    Finished,
+}
+
+impl ServiceState {
+    /// The action the next step performs (`None` once finished).
+    pub const fn next_action(&self, me: CpuIndex) -> Option<Action> {
+        match self {
+            Self::ReadCounter => Some(Action::LoadRequestCounter),
+            Self::Dsb { .. } => Some(Action::LocalDsb),
+            Self::Publish { .. } => Some(Action::StoreServiced(me)),
+            Self::SendEvent => Some(Action::SendEvent),
+            Self::Finished => None,
+        }
+    }
+
+    /// Performs one step for CPU `me`.
+    pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
+        &mut self,
+        me: CpuIndex,
+        memory: &M,
+        platform: &mut P,
+    ) -> Progress<()> {
+        let (action, next) = match *self {
+            Self::ReadCounter => {
+                let observed = memory.load_request_counter();
+                (Action::LoadRequestCounter, Self::Dsb { observed })
+            }
+            Self::Dsb { observed } => {
+                platform.local_dsb();
+                (Action::LocalDsb, Self::Publish { observed })
+            }
+            Self::Publish { observed } => {
+                memory.store_serviced(me, observed);
+                (Action::StoreServiced(me), Self::SendEvent)
+            }
+            Self::SendEvent => {
+                platform.send_event();
+                (Action::SendEvent, Self::Finished)
+            }
+            Self::Finished => return Progress::Finished(()),
+        };
+        *self = next;
+        Progress::Ran(action)
+    }
+}
