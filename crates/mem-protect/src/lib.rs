@@ -349,7 +349,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         )?)?;
         // Commit.
         if let Err(error) = self.revoke_host_access(range.clone(), annotation) {
-            self.give_back_to_host(range);
+            self.roll_back_to_host(range);
             return Err(error);
         }
         self.hypervisor
@@ -387,10 +387,11 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
             range.end - range.start,
             Operation::Unmap,
         )?)?;
-        // Commit.
+        // Commit (the table change first: the checks above make it infallible, and if it were not,
+        // nothing would have changed).
+        self.give_back_to_host(range.clone())?;
         self.hypervisor
             .set(range.clone(), HypervisorPageState::NoAccess);
-        self.give_back_to_host(range.clone());
         self.platform
             .observe(ProtectionEvent::OwnershipTransferred {
                 range,
@@ -403,13 +404,16 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
     /// stage-2 reads as "host-owned, map on the next access". Needs no table memory when the range was
     /// just annotated (the entries already exist at the right level), and no TLB maintenance (nothing
     /// valid changes).
-    fn give_back_to_host(&mut self, range: Range<u64>) {
+    fn give_back_to_host(&mut self, range: Range<u64>) -> Result<(), MemProtectError> {
         let size = range.end - range.start;
-        if self
-            .host
+        self.host
             .unmap(range.start, size, &mut self.platform)
-            .is_ok()
-        {
+            .map_err(stage2_error)
+    }
+
+    /// Undoes a revocation whose firmware call (or, impossibly, whose commit) failed.
+    fn roll_back_to_host(&mut self, range: Range<u64>) {
+        if self.give_back_to_host(range.clone()).is_ok() {
             self.platform.observe(ProtectionEvent::RolledBack { range });
         }
     }
@@ -495,13 +499,13 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
 
         // Commit.
         if let Err(error) = self.revoke_host_access(range.clone(), annotation) {
-            self.give_back_to_host(range);
+            self.roll_back_to_host(range);
             return Err(error);
         }
         let mapped = self.apply_to_guest(slot, guest_address, size, guest_map(address));
         if let Err(error) = mapped {
             // Cannot happen: the range and the table memory were checked above.
-            self.give_back_to_host(range);
+            self.roll_back_to_host(range);
             return Err(stage2_error(error));
         }
         self.vm_at_mut(slot).pages += pages;
