@@ -51,6 +51,29 @@ enum Op {
     FirmwareFails(bool),
 }
 
+/// A generated step: an operation, or a choice the model turns into one from its current state (so
+/// sequences reach shares, unshares and reclaims of pages that really were given).
+#[derive(Clone, Debug)]
+enum Step {
+    Do(Op),
+    /// The guest shares one of the pages it was given.
+    ShareGivenPage {
+        vm: usize,
+        pick: usize,
+    },
+    /// The guest unshares one of the pages it shares.
+    UnshareSharedPage {
+        vm: usize,
+        pick: usize,
+    },
+    /// The host reclaims a run of a dying VM's pages.
+    ReclaimGivenPages {
+        vm: usize,
+        pick: usize,
+        pages: u64,
+    },
+}
+
 fn page_index() -> impl Strategy<Value = u64> {
     // Mostly a few pages (so later steps find what earlier ones did), sometimes anywhere in DRAM, the
     // hypervisor's pages, or just past the end.
@@ -66,8 +89,8 @@ fn guest_page() -> impl Strategy<Value = u64> {
     prop_oneof![4 => 0u64..8, 1 => 0..GUEST_WINDOW_PAGES]
 }
 
-fn op() -> impl Strategy<Value = Op> {
-    prop_oneof![
+fn step() -> impl Strategy<Value = Step> {
+    let op = prop_oneof![
         3 => page_index().prop_map(Op::HostFault),
         2 => page_index().prop_map(Op::ShareHypervisor),
         2 => page_index().prop_map(Op::UnshareHypervisor),
@@ -82,6 +105,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..=VMS, guest_page(), page_count()).prop_map(|(vm, guest_page, pages)| Op::Reclaim { vm, guest_page, pages }),
         1 => (0..=VMS).prop_map(Op::FreeVm),
         1 => any::<bool>().prop_map(Op::FirmwareFails),
+    ];
+    prop_oneof![
+        10 => op.prop_map(Step::Do),
+        1 => (0..VMS, any::<usize>()).prop_map(|(vm, pick)| Step::ShareGivenPage { vm, pick }),
+        1 => (0..VMS, any::<usize>()).prop_map(|(vm, pick)| Step::UnshareSharedPage { vm, pick }),
+        1 => (0..VMS, any::<usize>(), 1u64..4).prop_map(|(vm, pick, pages)| Step::ReclaimGivenPages { vm, pick, pages }),
     ]
 }
 
@@ -210,6 +239,54 @@ impl Model {
             None => Err("UnknownVm"),
             Some(candidate) if candidate.dying => Err("VmDying"),
             Some(candidate) => Ok(candidate),
+        }
+    }
+
+    /// Turns the operations that pick from the model's state into concrete ones.
+    fn resolve(&self, step: &Step) -> Op {
+        let guest_pages = |vm: usize, shared: Option<bool>| -> Vec<u64> {
+            let handle = self.vm(vm);
+            self.vms
+                .iter()
+                .filter(|candidate| candidate.handle == handle)
+                .flat_map(|candidate| candidate.pages.iter())
+                .filter(
+                    |(_, address)| match (shared, self.pages[index_of(**address)]) {
+                        (None, _) => true,
+                        (Some(wanted), Owner::Guest { shared, .. }) => shared == wanted,
+                        _ => false,
+                    },
+                )
+                .map(|(guest_address, _)| guest_address / PAGE_SIZE)
+                .collect()
+        };
+        let pick = |pages: Vec<u64>, pick: usize| pages.get(pick % pages.len().max(1)).copied();
+        match *step {
+            Step::Do(ref op) => op.clone(),
+            Step::ShareGivenPage { vm, pick: index } => {
+                match pick(guest_pages(vm, Some(false)), index) {
+                    Some(guest_page) => Op::GuestShare { vm, guest_page },
+                    None => Op::CreateVm,
+                }
+            }
+            Step::UnshareSharedPage { vm, pick: index } => {
+                match pick(guest_pages(vm, Some(true)), index) {
+                    Some(guest_page) => Op::GuestUnshare { vm, guest_page },
+                    None => Op::Teardown(vm),
+                }
+            }
+            Step::ReclaimGivenPages {
+                vm,
+                pick: index,
+                pages,
+            } => match pick(guest_pages(vm, None), index) {
+                Some(guest_page) => Op::Reclaim {
+                    vm,
+                    guest_page,
+                    pages,
+                },
+                None => Op::FreeVm(vm),
+            },
         }
     }
 
@@ -673,13 +750,14 @@ fn check_events(
 }
 
 /// One random sequence: run it against the machine and the model, checking after every step.
-fn run_sequence(ops: &[Op], mitigation: ErratumMitigation) -> Result<(), TestCaseError> {
+fn run_sequence(steps: &[Step], mitigation: ErratumMitigation) -> Result<(), TestCaseError> {
     // A small host pool and small guest pools, so running out of table memory happens too.
     let mut backing = Backing::new(10, VMS, 6);
     let (mut machine, mut vm_pools) = support::machine(&mut backing, mitigation);
     let mut pools: Vec<_> = (0..VMS).map(|_| vm_pools.next()).collect();
     let mut model = Model::new(mitigation);
-    for op in ops {
+    for step in steps {
+        let op = &model.resolve(step);
         let expected = model.expect(op);
         let before = support::snapshot(&machine);
         let (outcome, handle, fault) = run(&mut machine, &mut pools, &model, op);
@@ -769,17 +847,17 @@ fn random_hypercall_sequences_agree_with_the_model() {
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
     let cases = std::sync::atomic::AtomicU64::new(0);
-    let steps = std::sync::atomic::AtomicU64::new(0);
-    let strategy = (proptest::collection::vec(op(), 1..40), any::<bool>());
-    let result = runner.run(&strategy, |(ops, mitigate)| {
+    let step_count = std::sync::atomic::AtomicU64::new(0);
+    let strategy = (proptest::collection::vec(step(), 1..40), any::<bool>());
+    let result = runner.run(&strategy, |(sequence, mitigate)| {
         let mitigation = if mitigate {
             ErratumMitigation::FirmwareDvmSync
         } else {
             ErratumMitigation::NotNeeded
         };
         cases.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        steps.fetch_add(ops.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        run_sequence(&ops, mitigation)
+        step_count.fetch_add(sequence.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        run_sequence(&sequence, mitigation)
     });
     if let Err(failure) = result {
         panic!("{failure}");
@@ -788,7 +866,7 @@ fn random_hypercall_sequences_agree_with_the_model() {
     assert!(cases >= u64::from(CASES), "ran {cases} cases");
     println!(
         "model-based property test: {cases} random hypercall sequences, {} steps, tables and model agreed after every step",
-        steps.into_inner()
+        step_count.into_inner()
     );
     let tally = OUTCOMES
         .lock()
