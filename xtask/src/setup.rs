@@ -2,23 +2,15 @@
 
 use std::process::Command;
 
-/// The bare-metal target the firmware is built for.
-pub const FIRMWARE_TARGET: &str = "aarch64-unknown-none";
-
 /// Makes sure the firmware target and QEMU are present.
 pub fn ensure_tools() -> Result<(), String> {
     ensure_target()?;
     ensure_qemu()
 }
 
-/// Adds the `aarch64-unknown-none` target through rustup when it is missing.
+/// Adds the firmware's Rust target through rustup when it is missing.
 pub fn ensure_target() -> Result<(), String> {
-    let installed = output("rustup", &["target", "list", "--installed"])?;
-    if installed.lines().any(|line| line.trim() == FIRMWARE_TARGET) {
-        return Ok(());
-    }
-    eprintln!("xtask: installing the {FIRMWARE_TARGET} target with rustup");
-    run("rustup", &["target", "add", FIRMWARE_TARGET])
+    crate::firmware::ensure_target()
 }
 
 /// Installs `qemu-system-arm` (which provides `qemu-system-aarch64`) when running as root; otherwise

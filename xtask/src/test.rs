@@ -20,15 +20,105 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
             "cargo",
             &["clippy", "--all-targets", "--", "-D", "warnings"],
         )?;
+        lint_firmware()?;
     }
     run_host_tests(&[])?;
+    crate::monitor_tests::run_qemu_tests()?;
+    crate::monitor_tests::benchmark()?;
     println!("xtask: all tests passed");
     Ok(())
 }
 
-/// The host tests of every library crate and of the tooling.
+/// Crates whose tests print what they covered (case counts, the refused transitions): their output is
+/// shown even when they pass.
+const REPORTING_CRATES: &[&str] = &["mem-protect"];
+
+/// The host tests of every library crate and of the tooling (the workspace's default members).
 pub fn run_host_tests(extra: &[&str]) -> Result<(), String> {
-    let mut args = vec!["test", "--release"];
-    args.extend_from_slice(extra);
+    let packages = host_packages()?;
+    let mut quiet = vec!["test", "--release"];
+    for name in packages
+        .iter()
+        .filter(|name| !REPORTING_CRATES.contains(&name.as_str()))
+    {
+        quiet.extend(["--package", name.as_str()]);
+    }
+    quiet.extend_from_slice(extra);
+    setup::run("cargo", &quiet)?;
+    let mut reporting = vec!["test", "--release"];
+    for name in REPORTING_CRATES {
+        reporting.extend(["--package", name]);
+    }
+    reporting.extend_from_slice(extra);
+    reporting.extend(["--", "--show-output"]);
+    setup::run("cargo", &reporting)
+}
+
+/// Clippy over the bare-metal crates (the workspace members that are not default members), for the
+/// firmware target.
+fn lint_firmware() -> Result<(), String> {
+    crate::firmware::ensure_target()?;
+    let mut args = vec![
+        "clippy",
+        "--release",
+        "--target",
+        crate::firmware::FIRMWARE_TARGET,
+    ];
+    let packages = workspace_packages(Members::FirmwareOnly)?;
+    for name in &packages {
+        args.extend(["--package", name.as_str()]);
+    }
+    args.extend(["--", "-D", "warnings"]);
     setup::run("cargo", &args)
+}
+
+/// Which workspace members [`workspace_packages`] lists.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Members {
+    /// The default members: host-testable libraries and the tooling.
+    Host,
+    /// The other members: bare-metal binaries and their support crates.
+    FirmwareOnly,
+}
+
+/// The names of the workspace's default members (the host-testable crates), from `cargo metadata`.
+fn host_packages() -> Result<Vec<String>, String> {
+    workspace_packages(Members::Host)
+}
+
+/// Package names of one kind of workspace member, from `cargo metadata`.
+fn workspace_packages(members: Members) -> Result<Vec<String>, String> {
+    let output = std::process::Command::new("cargo")
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .map_err(|error| format!("cannot run cargo metadata: {error}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo metadata failed ({})", output.status));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|error| format!("cargo metadata printed bad JSON: {error}"))?;
+    let ids = |key: &str| -> Result<Vec<String>, String> {
+        Ok(metadata[key]
+            .as_array()
+            .ok_or_else(|| format!("cargo metadata has no {key}"))?
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .collect())
+    };
+    let default_ids = ids("workspace_default_members")?;
+    let member_ids = ids("workspace_members")?;
+    let wanted = |id: &str| {
+        let is_default = default_ids.iter().any(|candidate| candidate == id);
+        member_ids.iter().any(|candidate| candidate == id)
+            && (is_default == (members == Members::Host))
+    };
+    let packages = metadata["packages"]
+        .as_array()
+        .ok_or("cargo metadata has no packages")?;
+    Ok(packages
+        .iter()
+        .filter(|package| package["id"].as_str().is_some_and(wanted))
+        .filter_map(|package| package["name"].as_str().map(str::to_owned))
+        .collect())
 }

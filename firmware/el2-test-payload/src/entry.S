@@ -1,0 +1,58 @@
+/*
+ * Entry points of the test payload at Non-secure EL2. `payload_start`: the boot CPU, x0 = device
+ * tree. `payload_secondary`: CPUs started by CPU_ON or resuming from a power-down CPU_SUSPEND,
+ * x0 = context id. Both set the CPU's stack (index from MPIDR Aff0) and the EL2 vectors.
+ */
+.macro set_stack
+    mrs     x9, mpidr_el1
+    and     x9, x9, #0xff
+    ldr     x10, =__stacks_start
+    mov     x11, #0x4000
+    madd    x10, x9, x11, x10
+    add     sp, x10, x11
+    ldr     x10, =payload_vectors
+    msr     vbar_el2, x10
+    isb
+.endm
+
+.section .text.entry, "ax"
+.global payload_start
+payload_start:
+    set_stack
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+0:  cmp     x1, x2
+    b.hs    1f
+    str     xzr, [x1], #8
+    b       0b
+1:  bl      payload_main
+    b       .
+
+.global payload_secondary
+payload_secondary:
+    set_stack
+    bl      secondary_main
+    b       .
+
+/* A CPU parked at EL1 with every interrupt masked, spinning without ever calling anything. */
+.global el1_spin
+el1_spin:
+    msr     daifset, #0xf
+    mov     x1, #1
+    str     x1, [x0]
+    dsb     sy
+    sev
+    /* YIELD: a no-op on hardware and in multi-threaded QEMU; under -icount it ends this vCPU's turn. */
+0:  add     x2, x2, #1
+    yield
+    b       0b
+
+.balign 0x800
+payload_vectors:
+.rept 16
+    .balign 0x80
+    mrs     x0, esr_el2
+    mrs     x1, elr_el2
+    b       payload_unexpected_exception
+.endr
+.ltorg

@@ -1,0 +1,100 @@
+//! SMC dispatch, Rusted Firmware-A style: each service owns a range of function IDs and handles its
+//! calls; [`dispatch`] asks each in turn. Adding a service does not touch the others.
+//!
+//! | service            | owner (SMCCC)          | function IDs                          |
+//! |--------------------|------------------------|---------------------------------------|
+//! | [`arch::Arch`]     | 0, Arm Architecture    | `SMCCC_VERSION`, `SMCCC_ARCH_FEATURES` |
+//! | [`cpu::CpuService`]| 1, CPU service         | erratum 4193714 call, UID, VERSION    |
+//! | [`statistics::Statistics`] | 2, SiP         | the monitor's rendezvous counters (tests, demo) |
+//! | [`psci::Psci`]     | 4, Standard Secure     | PSCI 1.1                              |
+//!
+//! Every other function ID is answered with `SMC_UNK` (-1).
+
+pub mod arch;
+pub mod cpu;
+pub mod psci;
+pub mod statistics;
+
+use crate::context::Context;
+use abi::smccc::{ARGUMENT_REGISTERS, Arguments, FunctionId};
+
+/// `SMC_UNK`: the function is not implemented.
+pub const SMC_UNKNOWN: u64 = -1_i64 as u64;
+
+/// One SMC as a service sees it.
+pub struct SmcCall<'a> {
+    /// The function ID (w0).
+    pub function_id: FunctionId,
+    /// x1 to x17 as saved (the `abi` decoders ignore the upper halves of SMC32 arguments).
+    pub arguments: &'a Arguments,
+    /// Dense index of the calling CPU.
+    pub cpu: usize,
+}
+
+/// The result registers of a call: only the first `count` of x0-x3 are written back.
+pub struct SmcReturn {
+    values: [u64; 4],
+    count: usize,
+}
+
+impl SmcReturn {
+    /// One result in x0.
+    pub const fn one(x0: u64) -> Self {
+        Self {
+            values: [x0, 0, 0, 0],
+            count: 1,
+        }
+    }
+
+    /// A signed result in x0, sign-extended.
+    pub const fn signed(x0: i32) -> Self {
+        Self::one(x0 as i64 as u64)
+    }
+
+    /// Four results in x0-x3.
+    pub const fn four(values: [u64; 4]) -> Self {
+        Self { values, count: 4 }
+    }
+}
+
+/// A service: owns a set of function IDs.
+pub trait Service: Sync {
+    /// Whether `function_id` belongs to this service.
+    fn owns(&self, function_id: FunctionId) -> bool;
+    /// Handles a call this service owns. May not return (e.g. `CPU_OFF`).
+    fn handle(&self, call: &SmcCall) -> SmcReturn;
+}
+
+/// Every service, asked in this order.
+static SERVICES: [&dyn Service; 4] = [
+    &arch::Arch,
+    &psci::Psci,
+    &cpu::CpuService,
+    &statistics::Statistics,
+];
+
+/// Handles the SMC saved in `context` and writes its results back into it.
+pub fn dispatch(context: &mut Context) {
+    let function_id = FunctionId::from_register(context.registers[0]);
+    let result = {
+        let Ok(arguments) = <&Arguments>::try_from(&context.registers[1..=ARGUMENT_REGISTERS])
+        else {
+            return;
+        };
+        let call = SmcCall {
+            function_id,
+            arguments,
+            cpu: crate::cpu_index(),
+        };
+        SERVICES
+            .iter()
+            .find(|service| service.owns(function_id))
+            .map_or(SmcReturn::one(SMC_UNKNOWN), |service| service.handle(&call))
+    };
+    context.registers[..result.count].copy_from_slice(&result.values[..result.count]);
+}
+
+/// Per-CPU set-up of the services on a CPU that is about to run Non-secure code.
+pub fn init_cpu(cpu: usize) {
+    cpu::init_cpu(cpu);
+}

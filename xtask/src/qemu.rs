@@ -1,0 +1,165 @@
+//! Runs images in QEMU's `virt` board the way the firmware expects it (BRIEF §8):
+//! `-M virt,secure=on,virtualization=on,gic-version=3 -cpu max[,midr=..] -smp N -m 1G -nographic
+//! -nic none -semihosting -no-reboot -bios monitor.bin`, the Non-secure payload loaded at
+//! `0x4020_0000` with `-device loader`, an optional test-parameter block at `0x401F_F000`, a timeout,
+//! and the serial log (UART0, which the monitor and every payload print to) kept in a file under
+//! `target/qemu-logs/`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the payload is loaded and entered (`platform_qemu::memory_map::NON_SECURE_ENTRY`).
+pub const PAYLOAD_ADDRESS: u64 = 0x4020_0000;
+/// Where test parameters are written (`platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS`).
+pub const TEST_PARAMETERS_ADDRESS: u64 = 0x401F_F000;
+
+/// One QEMU run.
+#[derive(Clone, Debug)]
+pub struct Run {
+    /// Name of the run; names the log file.
+    pub name: String,
+    /// The monitor image (`-bios`).
+    pub monitor: PathBuf,
+    /// The Non-secure payload, loaded at [`PAYLOAD_ADDRESS`].
+    pub payload: Option<PathBuf>,
+    /// 64-bit words written from [`TEST_PARAMETERS_ADDRESS`] on.
+    pub parameters: Vec<u64>,
+    /// `-cpu` value (e.g. `max` or `max,midr=0x410fd8b2`).
+    pub cpu: String,
+    /// `-smp`.
+    pub cpus: usize,
+    /// Extra QEMU arguments (e.g. `-icount shift=0,sleep=off`).
+    pub extra: Vec<String>,
+    /// Wall-clock limit.
+    pub timeout: Duration,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// QEMU's exit status (`None` when killed on timeout).
+    pub status: Option<i32>,
+    /// Everything QEMU printed (the serial console).
+    pub log: String,
+    /// Where the log was saved.
+    pub log_path: PathBuf,
+    /// Wall-clock time.
+    pub elapsed: Duration,
+}
+
+impl Run {
+    /// The QEMU command line.
+    pub fn arguments(&self) -> Vec<String> {
+        let mut arguments: Vec<String> = [
+            "-M",
+            "virt,secure=on,virtualization=on,gic-version=3",
+            "-m",
+            "1G",
+            "-nographic",
+            "-nic",
+            "none",
+            "-semihosting",
+            "-no-reboot",
+        ]
+        .iter()
+        .map(|argument| (*argument).to_string())
+        .collect();
+        arguments.extend([
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            self.cpus.to_string(),
+        ]);
+        arguments.extend(["-bios".into(), self.monitor.display().to_string()]);
+        if let Some(payload) = &self.payload {
+            arguments.extend([
+                "-device".into(),
+                format!(
+                    "loader,file={},addr={PAYLOAD_ADDRESS:#x},force-raw=on",
+                    payload.display()
+                ),
+            ]);
+        }
+        for (index, value) in self.parameters.iter().enumerate() {
+            let address = TEST_PARAMETERS_ADDRESS + 8 * index as u64;
+            arguments.extend([
+                "-device".into(),
+                format!("loader,addr={address:#x},data={value:#x},data-len=8"),
+            ]);
+        }
+        arguments.extend(self.extra.iter().cloned());
+        arguments
+    }
+
+    /// Runs QEMU until it exits or the timeout passes; the log goes to `target/qemu-logs/<name>.log`.
+    pub fn execute(&self) -> Result<Outcome, String> {
+        let logs = crate::firmware::workspace_root()
+            .join("target")
+            .join("qemu-logs");
+        std::fs::create_dir_all(&logs)
+            .map_err(|error| format!("cannot create {}: {error}", logs.display()))?;
+        let log_path = logs.join(format!("{}.log", self.name));
+        let start = Instant::now();
+        let mut child = Command::new("qemu-system-aarch64")
+            .args(self.arguments())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| format!("cannot start qemu-system-aarch64: {error}"))?;
+        let mut stdout = child.stdout.take().ok_or("no QEMU stdout")?;
+        let mut stderr = child.stderr.take().ok_or("no QEMU stderr")?;
+        let reader = std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = stdout.read_to_end(&mut text);
+            let _ = stderr.read_to_end(&mut text);
+            text
+        });
+        let status = loop {
+            if let Some(status) = child
+                .try_wait()
+                .map_err(|error| format!("waiting for QEMU: {error}"))?
+            {
+                break status.code();
+            }
+            if start.elapsed() > self.timeout {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let elapsed = start.elapsed();
+        let log = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
+        std::fs::write(&log_path, &log)
+            .map_err(|error| format!("cannot write {}: {error}", log_path.display()))?;
+        Ok(Outcome {
+            status,
+            log,
+            log_path,
+            elapsed,
+        })
+    }
+}
+
+/// The `-cpu` value for a CPU model name of the `errata` crate (`max`, `c1-pro-r0p2`, ...).
+pub fn cpu_argument(model: &str) -> Result<String, String> {
+    let parsed = errata::CpuModel::parse(model).map_err(|_| {
+        let known: Vec<&str> = errata::CpuModel::ALL
+            .iter()
+            .map(|model| model.name())
+            .collect();
+        format!("unknown CPU model {model:?}; known: {}", known.join(", "))
+    })?;
+    Ok(match parsed.midr() {
+        Some(midr) => format!("max,midr={midr:#x}"),
+        None => "max".to_string(),
+    })
+}
+
+/// Shows where a log is, for error messages.
+pub fn log_hint(path: &Path) -> String {
+    format!("(log: {})", path.display())
+}
