@@ -2,8 +2,10 @@
 //! the benchmarks. It only orchestrates: nothing the firmware needs lives here.
 
 mod bench;
+mod demo;
 mod firmware;
 mod linux;
+mod model;
 mod monitor_tests;
 mod qemu;
 mod setup;
@@ -23,8 +25,10 @@ struct Cli {
 enum Command {
     /// Run every test: formatting, lints, host tests, QEMU scenarios.
     Test(test::TestArgs),
-    /// Run the main job and print a summary.
-    Demo,
+    /// Run the main job (monitor, protected hypervisor, host, protected guest) and print a summary.
+    Demo(demo::DemoArgs),
+    /// Only the hypervisor's QEMU scenarios (part of `test`).
+    TestHypervisor,
     /// Run the benchmarks and print their figures.
     Bench(bench::BenchArgs),
     /// Fetch and cache Debian's arm64 kernel and busybox, build the hotplug initramfs, print the paths.
@@ -35,15 +39,19 @@ enum Command {
     RunPayload(monitor_tests::RunArgs),
     /// Only the monitor's QEMU scenarios and its benchmark (part of `test`).
     TestMonitor,
+    /// Explore the model checker's scenarios (issue 5): verdict table, counterexamples as SVG.
+    Model(model::ModelArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Test(args) => test::run(&args),
-        Command::Demo => demo(),
+        Command::Demo(args) => demo::demo(&args),
+        Command::TestHypervisor => demo::run_qemu_tests(),
         Command::Bench(args) => bench::run(&args),
         Command::FetchLinux => linux::fetch_linux(),
+        Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),
         Command::TestMonitor => {
@@ -57,11 +65,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Until the hypervisor exists the demo runs what exists so far: the monitor's QEMU scenarios.
-fn demo() -> Result<(), String> {
-    setup::ensure_tools()?;
-    println!("pkvm-rs demo: the hypervisor is not built yet; running the monitor's QEMU scenarios");
-    monitor_tests::run_qemu_tests()
 }

@@ -25,6 +25,7 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
     run_host_tests(&[])?;
     crate::monitor_tests::run_qemu_tests()?;
     crate::monitor_tests::benchmark()?;
+    crate::demo::run_qemu_tests()?;
     println!("xtask: all tests passed");
     Ok(())
 }

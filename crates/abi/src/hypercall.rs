@@ -22,7 +22,7 @@
 //! | `0xC600_0024` | `DONATE_GUEST`         | vm       | pfn            | gfn            | pages    |
 //! | `0xC600_0025` | `VCPU_RUN`             | vm       | vcpu           |                |          |
 //! | `0xC600_0026` | `VM_TEARDOWN`          | vm       |                |                |          |
-//! | `0xC600_0027` | `RECLAIM_GUEST_PAGES`  | vm       | pfn            | pages          |          |
+//! | `0xC600_0027` | `RECLAIM_GUEST_PAGES`  | vm       | gfn            | pages          |          |
 //! | `0xC600_0028` | `VM_FREE`              | vm       |                |                |          |
 //! | `0xC600_0029` | `QUERY_STATUS`         |          |                |                |          |
 //!
@@ -179,12 +179,14 @@ pub enum HostHypercall {
         /// The VM.
         vm: VmHandle,
     },
-    /// Return `pages` pages from `pfn` of a dying VM to the host, zeroed.
+    /// Return the pages behind `pages` guest frames from `gfn` of a dying VM to the host, zeroed.
+    /// Named by guest frame: the hypervisor finds each host page in the VM's own stage-2, which
+    /// also knows the pages the guest still shares (the host's view has no record of those).
     ReclaimGuestPages {
         /// The VM.
         vm: VmHandle,
-        /// First host page.
-        pfn: Pfn,
+        /// First guest frame.
+        gfn: Gfn,
         /// Number of pages (at least 1).
         pages: u64,
     },
@@ -286,11 +288,11 @@ impl HostHypercall {
             },
             RECLAIM_GUEST_PAGES => {
                 let vm = vm_argument(args, 1)?;
-                let pfn = frame_argument(args, 2)?;
+                let gfn = frame_argument(args, 2)?;
                 Self::ReclaimGuestPages {
                     vm,
-                    pfn: Pfn(pfn),
-                    pages: pages_argument(args, 3, &[pfn])?,
+                    gfn: Gfn(gfn),
+                    pages: pages_argument(args, 3, &[gfn])?,
                 }
             }
             VM_FREE => Self::VmFree {
@@ -340,7 +342,7 @@ impl HostHypercall {
             } => arguments(&[vm.0.into(), pfn.0, gfn.0, pages]),
             Self::VcpuRun { vm, vcpu } => arguments(&[vm.0.into(), vcpu.into()]),
             Self::VmTeardown { vm } | Self::VmFree { vm } => arguments(&[vm.0.into()]),
-            Self::ReclaimGuestPages { vm, pfn, pages } => arguments(&[vm.0.into(), pfn.0, pages]),
+            Self::ReclaimGuestPages { vm, gfn, pages } => arguments(&[vm.0.into(), gfn.0, pages]),
             Self::QueryStatus => arguments(&[]),
         };
         (self.function_id(), args)
@@ -790,7 +792,7 @@ mod tests {
                 arguments(&[0x1000, 0x4_2000, 512]),
                 HostHypercall::ReclaimGuestPages {
                     vm: VM,
-                    pfn: Pfn(0x4_2000),
+                    gfn: Gfn(0x4_2000),
                     pages: 512,
                 },
             ),

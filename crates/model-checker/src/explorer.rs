@@ -1,0 +1,673 @@
+//! The explorer: breadth-first search over hashed states, a liveness pass over the explored graph, and
+//! random walks for bounds too large to exhaust.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::fmt::Debug;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+/// A system to explore: its states, the steps that lead from one to the next, and what must hold.
+pub trait Model {
+    /// One global state (every CPU, every shared location). Hashing identifies visited states.
+    type State: Clone + Eq + Hash + Debug;
+    /// One atomic step of one participant.
+    type Action: Clone + Debug;
+
+    /// Where every exploration starts.
+    fn initial_state(&self) -> Self::State;
+
+    /// The steps enabled in `state`, appended to `actions`.
+    fn actions(&self, state: &Self::State, actions: &mut Vec<Self::Action>);
+
+    /// The state after `action` (one of [`Self::actions`] of `state`).
+    fn next_state(&self, state: &Self::State, action: &Self::Action) -> Self::State;
+
+    /// A broken safety property in `state`, if any. Such states are not explored further.
+    fn violation(&self, state: &Self::State) -> Option<String>;
+
+    /// Whether `state` is one the system must always be able to reach (liveness: "the donation
+    /// completes", "every role finishes").
+    fn goal_reached(&self, state: &Self::State) -> bool;
+
+    /// What the goal is, in words (for liveness counterexamples).
+    fn goal_description(&self) -> String;
+
+    /// The lanes of a timeline (one per CPU, plus other actors).
+    fn lanes(&self) -> Vec<String>;
+
+    /// The lane and a one-line description of `action` taken in `state`.
+    fn describe(&self, state: &Self::State, action: &Self::Action) -> (usize, String);
+}
+
+/// Limits of one exploration.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Stop (verdict [`Verdict::Incomplete`]) after this many distinct states.
+    pub max_states: usize,
+    /// Print a progress line to stderr every second once a run takes longer than two seconds.
+    pub progress: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_states: 20_000_000,
+            progress: false,
+        }
+    }
+}
+
+/// What an exploration concluded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every reachable state was explored; every property holds.
+    Holds,
+    /// A reachable state breaks a safety property (the counterexample leads to it).
+    SafetyViolation,
+    /// A reachable state from which the goal can never be reached (deadlock, blackout).
+    LivenessViolation,
+    /// Random walks found nothing (not a proof).
+    NoViolationFound,
+    /// The state limit was hit before the search ended.
+    Incomplete,
+}
+
+impl Verdict {
+    /// A short word for tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Holds => "holds",
+            Self::SafetyViolation => "SAFETY VIOLATION",
+            Self::LivenessViolation => "LIVENESS VIOLATION",
+            Self::NoViolationFound => "none found (random)",
+            Self::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// One step of a counterexample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceStep {
+    /// Index into [`Counterexample::lanes`].
+    pub lane: usize,
+    /// What happened.
+    pub text: String,
+    /// The step that broke the property.
+    pub highlighted: bool,
+}
+
+/// A path from the initial state to a state that breaks a property.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counterexample {
+    /// Which property, and how it broke.
+    pub message: String,
+    /// The lanes of the timeline.
+    pub lanes: Vec<String>,
+    /// The steps, in order.
+    pub steps: Vec<TraceStep>,
+}
+
+impl Counterexample {
+    /// The steps as a numbered list, one per line.
+    pub fn numbered(&self) -> String {
+        let mut text = String::new();
+        for (index, step) in self.steps.iter().enumerate() {
+            let mark = if step.highlighted { "  <==" } else { "" };
+            text.push_str(&format!(
+                "{:>3}. [{}] {}{}\n",
+                index + 1,
+                self.lanes.get(step.lane).map_or("?", String::as_str),
+                step.text,
+                mark
+            ));
+        }
+        text.push_str(&format!("     => {}\n", self.message));
+        text
+    }
+}
+
+/// The result of one exploration.
+#[derive(Clone, Debug)]
+pub struct Exploration {
+    /// The conclusion.
+    pub verdict: Verdict,
+    /// Distinct states (exhaustive search) or states visited (random walks).
+    pub states: usize,
+    /// Transitions followed.
+    pub transitions: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// The counterexample, for a violation (the shortest one found).
+    pub counterexample: Option<Counterexample>,
+    /// Shortest counterexamples of the other properties found broken (one per property).
+    pub further: Vec<Counterexample>,
+}
+
+impl Exploration {
+    /// States per second.
+    pub fn rate(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.states as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The fingerprint a state is remembered by. `DefaultHasher::new()` has fixed keys, so runs are
+/// reproducible; a 64-bit collision could hide a state (probability ~n²/2⁶⁵, negligible here).
+fn fingerprint<S: Hash>(state: &S) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    state.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Prints a progress line at most once a second, after the first two seconds.
+struct Progress<'a> {
+    name: &'a str,
+    enabled: bool,
+    start: Instant,
+    last: Instant,
+}
+
+impl<'a> Progress<'a> {
+    fn new(name: &'a str, enabled: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            name,
+            enabled,
+            start: now,
+            last: now,
+        }
+    }
+
+    fn tick(&mut self, states: usize, queued: usize) {
+        if !self.enabled || !states.is_multiple_of(4096) {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(self.start) < Duration::from_secs(2)
+            || now.duration_since(self.last) < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.last = now;
+        let seconds = now.duration_since(self.start).as_secs_f64();
+        eprintln!(
+            "  .. {}: {} states, {} queued, {:.0} states/s, {:.1} s",
+            self.name,
+            states,
+            queued,
+            states as f64 / seconds,
+            seconds
+        );
+    }
+}
+
+/// Every state reachable from the initial one, breadth first (so a counterexample is a shortest
+/// one); then, if no safety property broke, the liveness pass: every reachable state must be able
+/// to reach a goal state.
+///
+/// The search goes on after a safety violation (violating states are not expanded) and keeps the
+/// first, shortest, counterexample of each property, a property being named by the violation
+/// message's text before its first `:`.
+pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
+    let start = Instant::now();
+    let mut progress = Progress::new(name, limits.progress);
+    let initial = model.initial_state();
+    let mut index_of: HashMap<u64, u32> = HashMap::new();
+    // Per state: its parent and the action that led to it (the root has none).
+    let mut parents: Vec<Option<(u32, M::Action)>> = Vec::new();
+    let mut goal: Vec<bool> = Vec::new();
+    let mut edges: Vec<(u32, u32)> = Vec::new();
+    let mut queue: VecDeque<(M::State, u32)> = VecDeque::new();
+    let mut actions = Vec::new();
+    let mut transitions = 0usize;
+
+    index_of.insert(fingerprint(&initial), 0);
+    parents.push(None);
+    goal.push(model.goal_reached(&initial));
+    // (state index, message) of the first violation of each property.
+    let mut violations: Vec<(u32, String)> = Vec::new();
+    if let Some(message) = model.violation(&initial) {
+        violations.push((0, message));
+    } else {
+        queue.push_back((initial, 0));
+    }
+
+    while let Some((state, index)) = queue.pop_front() {
+        progress.tick(parents.len(), queue.len());
+        actions.clear();
+        model.actions(&state, &mut actions);
+        for action in actions.drain(..) {
+            transitions += 1;
+            let next = model.next_state(&state, &action);
+            let key = fingerprint(&next);
+            let next_index = match index_of.get(&key) {
+                Some(&known) => known,
+                None => {
+                    let Ok(new_index) = u32::try_from(parents.len()) else {
+                        return incomplete(parents.len(), transitions, start);
+                    };
+                    index_of.insert(key, new_index);
+                    parents.push(Some((index, action.clone())));
+                    goal.push(model.goal_reached(&next));
+                    if parents.len() >= limits.max_states {
+                        return incomplete(parents.len(), transitions, start);
+                    }
+                    match model.violation(&next) {
+                        Some(message) => {
+                            let property = property_of(&message);
+                            if !violations
+                                .iter()
+                                .any(|(_, known)| property_of(known) == property)
+                            {
+                                violations.push((new_index, message));
+                            }
+                        }
+                        None => queue.push_back((next, new_index)),
+                    }
+                    new_index
+                }
+            };
+            edges.push((index, next_index));
+        }
+    }
+
+    if !violations.is_empty() {
+        // The graph stops at violating states: liveness would be meaningless.
+        let mut traces = violations
+            .into_iter()
+            .map(|(target, message)| trace(model, &parents, target, message, false));
+        let counterexample = traces.next();
+        return Exploration {
+            verdict: Verdict::SafetyViolation,
+            states: parents.len(),
+            transitions,
+            elapsed: start.elapsed(),
+            counterexample,
+            further: traces.collect(),
+        };
+    }
+
+    // Liveness: walk the edges backwards from every goal state; a state never reached cannot reach
+    // a goal. The lowest such index is one of the shallowest (indices follow BFS order).
+    let count = parents.len();
+    let mut reverse_start = vec![0u32; count + 1];
+    for &(_, to) in &edges {
+        reverse_start[to as usize + 1] += 1;
+    }
+    for slot in 1..=count {
+        reverse_start[slot] += reverse_start[slot - 1];
+    }
+    let mut fill = reverse_start.clone();
+    let mut reverse = vec![0u32; edges.len()];
+    for &(from, to) in &edges {
+        reverse[fill[to as usize] as usize] = from;
+        fill[to as usize] += 1;
+    }
+    drop(edges);
+    let mut can_reach_goal = goal.clone();
+    let mut pending: Vec<u32> = (0..count)
+        .filter(|&index| goal[index])
+        .filter_map(|index| u32::try_from(index).ok())
+        .collect();
+    while let Some(index) = pending.pop() {
+        let range =
+            reverse_start[index as usize] as usize..reverse_start[index as usize + 1] as usize;
+        for &from in &reverse[range] {
+            if !can_reach_goal[from as usize] {
+                can_reach_goal[from as usize] = true;
+                pending.push(from);
+            }
+        }
+    }
+    match can_reach_goal.iter().position(|reachable| !reachable) {
+        Some(stuck) => {
+            let message = format!(
+                "after the marked step, no sequence of steps reaches the goal: {}",
+                model.goal_description()
+            );
+            let stuck = u32::try_from(stuck).unwrap_or(u32::MAX);
+            Exploration {
+                verdict: Verdict::LivenessViolation,
+                states: count,
+                transitions,
+                elapsed: start.elapsed(),
+                counterexample: Some(trace(model, &parents, stuck, message, true)),
+                further: Vec::new(),
+            }
+        }
+        None => Exploration {
+            verdict: Verdict::Holds,
+            states: count,
+            transitions,
+            elapsed: start.elapsed(),
+            counterexample: None,
+            further: Vec::new(),
+        },
+    }
+}
+
+fn incomplete(states: usize, transitions: usize, start: Instant) -> Exploration {
+    Exploration {
+        verdict: Verdict::Incomplete,
+        states,
+        transitions,
+        elapsed: start.elapsed(),
+        counterexample: None,
+        further: Vec::new(),
+    }
+}
+
+/// The name of the property a violation message is about: its text before the first `:`.
+fn property_of(message: &str) -> &str {
+    message.split(':').next().unwrap_or(message)
+}
+
+/// Rebuilds the path to `target` by following parents, replays it to describe each step; a
+/// liveness counterexample gets a continuation past its point of no return.
+fn trace<M: Model>(
+    model: &M,
+    parents: &[Option<(u32, M::Action)>],
+    target: u32,
+    message: String,
+    liveness: bool,
+) -> Counterexample {
+    let mut path = Vec::new();
+    let mut cursor = target as usize;
+    while let Some(Some((parent, action))) = parents.get(cursor) {
+        path.push(action.clone());
+        cursor = *parent as usize;
+    }
+    path.reverse();
+    let (mut counterexample, last) = replay(model, &path, message);
+    if liveness {
+        counterexample.steps.extend(continuation(model, last, 60));
+    }
+    counterexample
+}
+
+/// Describes the steps of `path` from the initial state; the last one is highlighted (for a safety
+/// violation it broke the property; for a liveness violation it is the point of no return). Also
+/// returns the state the path ends in.
+fn replay<M: Model>(model: &M, path: &[M::Action], message: String) -> (Counterexample, M::State) {
+    let mut state = model.initial_state();
+    let mut steps = Vec::with_capacity(path.len());
+    for (position, action) in path.iter().enumerate() {
+        let (lane, text) = model.describe(&state, action);
+        steps.push(TraceStep {
+            lane,
+            text,
+            highlighted: position + 1 == path.len(),
+        });
+        state = model.next_state(&state, action);
+    }
+    let counterexample = Counterexample {
+        message,
+        lanes: model.lanes(),
+        steps,
+    };
+    (counterexample, state)
+}
+
+/// After the point of no return of a liveness violation: what happens next if the system keeps
+/// taking its last enabled step that leads somewhere new (the erratum model lists the hypervisor's
+/// steps last), until
+/// a state repeats or nothing can move. Illustration only: every continuation misses the goal.
+fn continuation<M: Model>(model: &M, mut state: M::State, max_steps: usize) -> Vec<TraceStep> {
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(fingerprint(&state));
+    let mut steps = Vec::new();
+    let mut actions = Vec::new();
+    for _ in 0..max_steps {
+        actions.clear();
+        model.actions(&state, &mut actions);
+        let next = actions.iter().rev().find_map(|action| {
+            let next = model.next_state(&state, action);
+            (!seen.contains(&fingerprint(&next))).then_some((action.clone(), next))
+        });
+        let Some((action, next)) = next else {
+            let text = if actions.is_empty() {
+                "(then) nothing can move any more".to_string()
+            } else {
+                "(then) every step leads back to a state already seen: a cycle".to_string()
+            };
+            steps.push(TraceStep {
+                lane: 0,
+                text,
+                highlighted: false,
+            });
+            break;
+        };
+        let (lane, text) = model.describe(&state, &action);
+        steps.push(TraceStep {
+            lane,
+            text: format!("(then) {text}"),
+            highlighted: false,
+        });
+        seen.insert(fingerprint(&next));
+        state = next;
+    }
+    // Keep it short: up to the principal lane's (lane 0's) last move, then one summary line.
+    let principal_last = steps
+        .iter()
+        .rposition(|step| step.lane == 0 && !step.text.starts_with("(then) nothing"));
+    if let Some(last) = principal_last
+        && last + 2 < steps.len()
+    {
+        steps.truncate(last + 1);
+        steps.push(TraceStep {
+            lane: 0,
+            text: "(then) only the other lanes move; the goal stays out of reach".into(),
+            highlighted: false,
+        });
+    }
+    steps
+}
+
+/// A small deterministic generator (xorshift64*), so a failing walk can be replayed from its seed.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// A number below `bound` (which must be positive).
+    pub fn below(&mut self, bound: usize) -> usize {
+        let mut value = self.0;
+        value ^= value >> 12;
+        value ^= value << 25;
+        value ^= value >> 27;
+        self.0 = value;
+        let bound = u64::try_from(bound.max(1)).unwrap_or(u64::MAX);
+        usize::try_from(value.wrapping_mul(0x2545_F491_4F6C_DD1D) % bound).unwrap_or(0)
+    }
+}
+
+/// `walks` random paths of at most `depth` steps: safety is checked in every state visited, and a
+/// state with no step left that is not a goal is reported as a deadlock. Finds bugs; proves nothing.
+pub fn random_walks<M: Model>(
+    model: &M,
+    name: &str,
+    walks: usize,
+    depth: usize,
+    seed: u64,
+    limits: Limits,
+) -> Exploration {
+    let start = Instant::now();
+    let mut progress = Progress::new(name, limits.progress);
+    let mut rng = Rng::new(seed);
+    let mut visited = 0usize;
+    let mut actions = Vec::new();
+    for _ in 0..walks {
+        let mut state = model.initial_state();
+        let mut path: Vec<M::Action> = Vec::new();
+        for _ in 0..depth {
+            visited += 1;
+            progress.tick(visited, 0);
+            if let Some(message) = model.violation(&state) {
+                let (counterexample, _) = replay(model, &path, message);
+                return Exploration {
+                    verdict: Verdict::SafetyViolation,
+                    states: visited,
+                    transitions: visited,
+                    elapsed: start.elapsed(),
+                    counterexample: Some(counterexample),
+                    further: Vec::new(),
+                };
+            }
+            actions.clear();
+            model.actions(&state, &mut actions);
+            if actions.is_empty() {
+                if !model.goal_reached(&state) {
+                    let message = format!(
+                        "deadlock: no step is possible and {} has not happened",
+                        model.goal_description()
+                    );
+                    return Exploration {
+                        verdict: Verdict::LivenessViolation,
+                        states: visited,
+                        transitions: visited,
+                        elapsed: start.elapsed(),
+                        counterexample: Some(replay(model, &path, message).0),
+                        further: Vec::new(),
+                    };
+                }
+                break;
+            }
+            let action = actions.swap_remove(rng.below(actions.len()));
+            state = model.next_state(&state, &action);
+            path.push(action);
+        }
+    }
+    Exploration {
+        verdict: Verdict::NoViolationFound,
+        states: visited,
+        transitions: visited,
+        elapsed: start.elapsed(),
+        counterexample: None,
+        further: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A graph given as a table: state → successors; goal states listed.
+    struct Graph {
+        edges: &'static [(u8, &'static [u8])],
+        goals: &'static [u8],
+        bad: Option<u8>,
+    }
+
+    impl Model for Graph {
+        type State = u8;
+        type Action = u8;
+        fn initial_state(&self) -> u8 {
+            0
+        }
+        fn actions(&self, state: &u8, actions: &mut Vec<u8>) {
+            if let Some((_, next)) = self.edges.iter().find(|(from, _)| from == state) {
+                actions.extend_from_slice(next);
+            }
+        }
+        fn next_state(&self, _: &u8, action: &u8) -> u8 {
+            *action
+        }
+        fn violation(&self, state: &u8) -> Option<String> {
+            (Some(*state) == self.bad).then(|| format!("reached {state}"))
+        }
+        fn goal_reached(&self, state: &u8) -> bool {
+            self.goals.contains(state)
+        }
+        fn goal_description(&self) -> String {
+            "a goal".into()
+        }
+        fn lanes(&self) -> Vec<String> {
+            vec!["only".into()]
+        }
+        fn describe(&self, _: &u8, action: &u8) -> (usize, String) {
+            (0, format!("to {action}"))
+        }
+    }
+
+    #[test]
+    fn verdicts_on_small_graphs() {
+        // (graph, expected verdict, expected path to the offending state)
+        let table: [(Graph, Verdict, &[&str]); 4] = [
+            (
+                Graph {
+                    edges: &[(0, &[1, 2]), (1, &[0])],
+                    goals: &[2],
+                    bad: None,
+                },
+                Verdict::Holds,
+                &[],
+            ),
+            // State 1 loops for ever: no terminal state shows it, the liveness pass does.
+            (
+                Graph {
+                    edges: &[(0, &[1, 2]), (1, &[1])],
+                    goals: &[2],
+                    bad: None,
+                },
+                Verdict::LivenessViolation,
+                &["to 1"],
+            ),
+            // A join: 3 is reached from 1 and from 2, and the goal from 3: holds.
+            (
+                Graph {
+                    edges: &[(0, &[1, 2]), (1, &[3]), (2, &[3]), (3, &[4])],
+                    goals: &[4],
+                    bad: None,
+                },
+                Verdict::Holds,
+                &[],
+            ),
+            // Shortest path to the bad state, breadth first.
+            (
+                Graph {
+                    edges: &[(0, &[1, 2]), (1, &[3]), (2, &[5]), (3, &[5])],
+                    goals: &[5],
+                    bad: Some(5),
+                },
+                Verdict::SafetyViolation,
+                &["to 2", "to 5"],
+            ),
+        ];
+        for (graph, verdict, path) in table {
+            let exploration = explore(&graph, "graph", Limits::default());
+            assert_eq!(exploration.verdict, verdict);
+            let steps: Vec<String> = exploration
+                .counterexample
+                .map(|counterexample| {
+                    counterexample
+                        .steps
+                        .into_iter()
+                        .filter(|step| !step.text.starts_with("(then)"))
+                        .map(|step| step.text)
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(steps, path);
+        }
+    }
+
+    #[test]
+    fn random_walks_report_deadlocks() {
+        let graph = Graph {
+            edges: &[(0, &[1]), (1, &[])],
+            goals: &[],
+            bad: None,
+        };
+        let exploration = random_walks(&graph, "graph", 3, 10, 1, Limits::default());
+        assert_eq!(exploration.verdict, Verdict::LivenessViolation);
+    }
+}

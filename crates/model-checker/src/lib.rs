@@ -1,0 +1,448 @@
+//! Explicit-state model checking of pkvm-rs's own code for erratum 4193714 (host only).
+//!
+//! `cargo xtask model` runs [`catalogue`] and prints one row per scenario; the tests in
+//! `tests/verdicts.rs` assert each verdict.
+//!
+//! # How the explorer reaches the project's own code
+//!
+//! - **Parts (a) and (b), the ownership code.** [`recording`] builds a real
+//!   `mem_protect::MemProtect` on the host (real `stage2` tables in host memory) with a
+//!   `ProtectionPlatform` that records instead of executing, runs the transition (host donates to a
+//!   guest, guest unshares, host donates to the hypervisor) and keeps the exact sequence of calls the
+//!   code made: every `TLBI`, `DSB ISH`, `ISB`, the firmware call, and every `observe()` event. It
+//!   does so twice, with the firmware call succeeding and failing (the code then rolls back), and
+//!   reads the host's stage-2 with the real `Stage2Table::walk` before and after. The hypervisor's
+//!   operations are synchronous calls, so its behaviour *is* that sequence: [`erratum`] replays it
+//!   one call per model step on CPU 0 and interleaves every host-CPU action between those steps
+//!   (issue an SME load/store while the translation allows it; an access in flight lands), under
+//!   the semantics of an affected C1-Pro or a correct CPU. Nothing in the model restates which
+//!   TLBIs, barriers or calls the code makes, or in which order: change the code and the model
+//!   changes with it.
+//! - **Parts (c) and (d), the rendezvous.** [`rendezvous_model`] steps the real
+//!   `rendezvous::{CallerRole, ResponderRole, LeaveRole, JoinRole}` state machines one `Action` per
+//!   model step over `CellRendezvousMemory` (a plain value, so it is part of the hashed state), with
+//!   a platform that records DSBs, SGIs and events into the model state. [`mod@reference`] is the one
+//!   re-description: TF-A's protocol as BRIEF §7 words it, driven by the same harness and checked
+//!   against the same properties.
+//!
+//! # Why our own explorer rather than `stateright` 0.31
+//!
+//! `stateright` checks `always` properties and returns shortest traces well, but its `eventually`
+//! properties are only evaluated at terminal states and, by its own admission
+//! (`fixme_can_miss_counterexample_when_revisiting_a_state` in `src/checker.rs`), miss
+//! counterexamples when a path revisits a state or joins another path. The blackout of part (b) is
+//! exactly such a case: the host keeps running (issuing and completing accesses, in cycles) while
+//! the hypervisor waits for ever, so no terminal state shows it. [`explorer`] is a breadth-first
+//! search over states remembered by a 64-bit hash, with parent links for shortest
+//! counterexamples, followed by a liveness pass over the explored graph: every reachable state must
+//! be able to reach a goal state (the donation completes; every role finishes); a state that cannot
+//! is a deadlock or blackout, reported with the path to it. Random walks cover bounds too large to
+//! exhaust. It is one file of a few hundred lines, with no dependency.
+//!
+//! # Modelling decisions
+//!
+//! - The host is adversarial: it may issue any access the translation allows at any point, and mask
+//!   interrupts for good (part (b)). A timeout fires only when a target has masked interrupts: a CPU
+//!   that takes the interrupt answers in time.
+//! - During a transition, a host CPU may still use a TLB entry for a page until the hypervisor has
+//!   both invalidated it (`TLBI IPAS2E1IS` of the page, `TLBI VMALLE1IS` of the host VMID) and
+//!   completed those with a DSB; before and after the transition only the walk counts.
+//! - Liveness is "from every reachable state the goal is still reachable", which the adversarial
+//!   mask makes meaningful: a host that masks for good removes every path to completion.
+
+pub mod erratum;
+pub mod explorer;
+pub mod recording;
+pub mod reference;
+pub mod rendezvous_model;
+pub mod svg;
+
+use rendezvous::Inactivity;
+
+use crate::erratum::{
+    CpuKind, ErratumConfig, ErratumModel, Properties, SyncMechanism, TimeoutPolicy, mitigation_for,
+};
+use crate::explorer::{Exploration, Limits, Verdict, explore, random_walks};
+use crate::recording::{RecordingError, Transition, record};
+use crate::reference::ReferenceProtocol;
+use crate::rendezvous_model::{OwnProtocol, RendezvousConfig, RendezvousModel};
+
+/// The parts of issue 5.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// (a) the erratum, the firmware call, a correct CPU.
+    Erratum,
+    /// (b) why EL3.
+    WhyEl3,
+    /// (c) the project's rendezvous.
+    Rendezvous,
+    /// (d) TF-A's protocol as described.
+    Reference,
+}
+
+impl Part {
+    /// `a`..`d`.
+    pub fn letter(self) -> char {
+        match self {
+            Self::Erratum => 'a',
+            Self::WhyEl3 => 'b',
+            Self::Rendezvous => 'c',
+            Self::Reference => 'd',
+        }
+    }
+}
+
+/// How a scenario is searched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Search {
+    /// Every reachable state.
+    Exhaustive,
+    /// Random walks: (walks, depth, seed).
+    Random(usize, usize, u64),
+}
+
+/// What is explored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A recorded transition under the hardware model.
+    Erratum {
+        /// Which transition.
+        transition: Transition,
+        /// Whether the code makes the firmware call (`FirmwareDvmSync`) or not (`NotNeeded`).
+        call_made: bool,
+        /// The hardware and bounds.
+        config: ErratumConfig,
+    },
+    /// The rendezvous crate's roles.
+    OwnRendezvous(RendezvousConfig),
+    /// TF-A's protocol as described.
+    ReferenceRendezvous(RendezvousConfig),
+}
+
+/// One row of the table.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Which part.
+    pub part: Part,
+    /// A short, unique name (also the SVG file name).
+    pub name: String,
+    /// What it shows.
+    pub description: String,
+    /// What it must conclude.
+    pub expected: Verdict,
+    /// What is explored.
+    pub subject: Subject,
+    /// How.
+    pub search: Search,
+}
+
+/// A scenario's result.
+#[derive(Clone, Debug)]
+pub struct ScenarioResult {
+    /// The exploration.
+    pub exploration: Exploration,
+    /// Whether the verdict is the expected one.
+    pub as_expected: bool,
+}
+
+/// Runs one scenario.
+pub fn run(scenario: &Scenario, limits: Limits) -> Result<ScenarioResult, RecordingError> {
+    let exploration = match &scenario.subject {
+        Subject::Erratum {
+            transition,
+            call_made,
+            config,
+        } => {
+            let recording = record(*transition, mitigation_for(*call_made))?;
+            let model = ErratumModel::new(recording, *config);
+            search(&model, scenario, limits)
+        }
+        Subject::OwnRendezvous(config) => {
+            let model = RendezvousModel::new(OwnProtocol, config.clone());
+            search(&model, scenario, limits)
+        }
+        Subject::ReferenceRendezvous(config) => {
+            let model = RendezvousModel::new(ReferenceProtocol, config.clone());
+            search(&model, scenario, limits)
+        }
+    };
+    let as_expected = exploration.verdict == scenario.expected;
+    Ok(ScenarioResult {
+        exploration,
+        as_expected,
+    })
+}
+
+fn search<M: explorer::Model>(model: &M, scenario: &Scenario, limits: Limits) -> Exploration {
+    match scenario.search {
+        Search::Exhaustive => explore(model, &scenario.name, limits),
+        Search::Random(walks, depth, seed) => {
+            random_walks(model, &scenario.name, walks, depth, seed, limits)
+        }
+    }
+}
+
+/// The bounds of the exhaustive erratum scenarios: 3 CPUs, 2 pages, 2 accesses in flight per CPU,
+/// 3 issued per CPU in all.
+pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumConfig {
+    ErratumConfig {
+        cpus: 3,
+        accesses_per_cpu: 3,
+        cpu_kind,
+        mechanism,
+        properties: Properties::Both,
+    }
+}
+
+fn transition_slug(transition: Transition) -> &'static str {
+    match transition {
+        Transition::HostDonatesToGuest => "donate-guest",
+        Transition::GuestUnsharesPage => "unshare",
+        Transition::HostDonatesToHypervisor => "donate-hyp",
+    }
+}
+
+const ALL_LEAVES: [Inactivity; 3] = [
+    Inactivity::Off,
+    Inactivity::PowerDownSuspended,
+    Inactivity::RetentionSuspended,
+];
+
+/// The rendezvous bounds of parts (c) and (d): (name, description, config).
+pub fn rendezvous_bounds() -> Vec<(&'static str, &'static str, RendezvousConfig)> {
+    let config =
+        |affected: &[bool], calls: &[u8], leaves: &[u8], kinds: &[Inactivity]| RendezvousConfig {
+            affected: affected.to_vec(),
+            calls: calls.to_vec(),
+            leaves: leaves.to_vec(),
+            leave_kinds: kinds.to_vec(),
+            timeouts: false,
+        };
+    vec![
+        (
+            "concurrent-callers",
+            "3 CPUs, 3 concurrent callers",
+            config(&[true; 3], &[1, 1, 1], &[0, 0, 0], &[]),
+        ),
+        (
+            "off-powerdown",
+            "3 CPUs, a caller while 2 CPUs go off / power down and come back",
+            config(
+                &[true; 3],
+                &[1, 0, 0],
+                &[0, 1, 1],
+                &[Inactivity::Off, Inactivity::PowerDownSuspended],
+            ),
+        ),
+        (
+            "retention",
+            "3 CPUs, a caller while 2 CPUs enter retention standby and wake",
+            config(
+                &[true; 3],
+                &[1, 0, 0],
+                &[0, 1, 1],
+                &[Inactivity::RetentionSuspended],
+            ),
+        ),
+        (
+            "callers-and-power",
+            "3 CPUs, 2 callers, 1 CPU off/suspends (any kind); one CPU unaffected",
+            config(&[true, false, true], &[1, 1, 0], &[0, 0, 1], &ALL_LEAVES),
+        ),
+    ]
+}
+
+/// Every scenario `cargo xtask model` runs, with its expected verdict.
+pub fn catalogue() -> Vec<Scenario> {
+    let mut scenarios = Vec::new();
+    for transition in Transition::ALL {
+        let slug = transition_slug(transition);
+        let variants = [
+            (
+                "affected-no-call",
+                "affected C1-Pro, no firmware call (mitigation NotNeeded)",
+                CpuKind::Affected,
+                false,
+                Verdict::SafetyViolation,
+            ),
+            (
+                "affected-with-call",
+                "affected C1-Pro, firmware call (EL3 rendezvous)",
+                CpuKind::Affected,
+                true,
+                Verdict::Holds,
+            ),
+            (
+                "correct-no-call",
+                "correct CPU, no firmware call",
+                CpuKind::Correct,
+                false,
+                Verdict::Holds,
+            ),
+        ];
+        for (variant, description, cpu_kind, call_made, expected) in variants {
+            scenarios.push(Scenario {
+                part: Part::Erratum,
+                name: format!("a-{slug}-{variant}"),
+                description: format!("{}: {description}", transition.name()),
+                expected,
+                subject: Subject::Erratum {
+                    transition,
+                    call_made,
+                    config: erratum_bounds(cpu_kind, SyncMechanism::El3Rendezvous),
+                },
+                search: Search::Exhaustive,
+            });
+        }
+    }
+    let mut loads_only = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
+    loads_only.properties = Properties::LoadsOnly;
+    scenarios.push(Scenario {
+        part: Part::Erratum,
+        name: "a-donate-guest-affected-no-call-confidentiality".into(),
+        description: "host donates to a guest, affected, no call: P2 alone (a late load reads the \
+                      guest's secret)"
+            .into(),
+        expected: Verdict::SafetyViolation,
+        subject: Subject::Erratum {
+            transition: Transition::HostDonatesToGuest,
+            call_made: false,
+            config: loads_only,
+        },
+        search: Search::Exhaustive,
+    });
+    let mut larger = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
+    larger.cpus = 4;
+    larger.accesses_per_cpu = 4;
+    for (call_made, expected, variant) in [
+        (false, Verdict::SafetyViolation, "no-call"),
+        (true, Verdict::NoViolationFound, "with-call"),
+    ] {
+        scenarios.push(Scenario {
+            part: Part::Erratum,
+            name: format!("a-donate-guest-4cpus-random-{variant}"),
+            description: format!(
+                "host donates to a guest, affected, 4 CPUs x 4 accesses, random walks, {variant}"
+            ),
+            expected,
+            subject: Subject::Erratum {
+                transition: Transition::HostDonatesToGuest,
+                call_made,
+                config: larger,
+            },
+            search: Search::Random(20_000, 200, 5),
+        });
+    }
+
+    let interrupts = |maskable, on_timeout| SyncMechanism::Interrupts {
+        maskable,
+        on_timeout,
+    };
+    let why_el3 = [
+        (
+            "b-el2-ipi-no-timeout",
+            "EL2 sends IPIs the host can mask, waits for ever: blackout",
+            interrupts(true, TimeoutPolicy::WaitForever),
+            Verdict::LivenessViolation,
+        ),
+        (
+            "b-el2-ipi-timeout-proceeds",
+            "EL2 IPIs with a timeout, then carries on (result ignored, as upstream pKVM does)",
+            interrupts(true, TimeoutPolicy::ProceedAnyway),
+            Verdict::SafetyViolation,
+        ),
+        (
+            "b-el2-ipi-timeout-fails",
+            "EL2 IPIs with a timeout that fails the call (our code rolls back): never donates",
+            interrupts(true, TimeoutPolicy::FailTransition),
+            Verdict::LivenessViolation,
+        ),
+        (
+            "b-el3-fiq",
+            "EL3 Group 0 SGI (FIQ), which the host cannot mask",
+            interrupts(false, TimeoutPolicy::WaitForever),
+            Verdict::Holds,
+        ),
+    ];
+    for (name, description, mechanism, expected) in why_el3 {
+        scenarios.push(Scenario {
+            part: Part::WhyEl3,
+            name: name.into(),
+            description: format!("host donates to a guest, affected: {description}"),
+            expected,
+            subject: Subject::Erratum {
+                transition: Transition::HostDonatesToGuest,
+                call_made: true,
+                config: erratum_bounds(CpuKind::Affected, mechanism),
+            },
+            search: Search::Exhaustive,
+        });
+    }
+
+    for (name, description, config) in rendezvous_bounds() {
+        scenarios.push(Scenario {
+            part: Part::Rendezvous,
+            name: format!("c-{name}"),
+            description: format!("rendezvous crate: {description}"),
+            expected: Verdict::Holds,
+            subject: Subject::OwnRendezvous(config),
+            search: Search::Exhaustive,
+        });
+    }
+    let larger = RendezvousConfig {
+        affected: vec![true; 4],
+        calls: vec![2, 1, 1, 0],
+        leaves: vec![1, 1, 2, 2],
+        leave_kinds: ALL_LEAVES.to_vec(),
+        timeouts: false,
+    };
+    scenarios.push(Scenario {
+        part: Part::Rendezvous,
+        name: "c-4cpus-random".into(),
+        description: "rendezvous crate: 4 CPUs, 4 calls, 6 power transitions, random walks".into(),
+        expected: Verdict::NoViolationFound,
+        subject: Subject::OwnRendezvous(larger),
+        search: Search::Random(20_000, 400, 9),
+    });
+
+    for (name, description, config, expected) in reference_bounds() {
+        scenarios.push(Scenario {
+            part: Part::Reference,
+            name: format!("d-{name}"),
+            description: format!("TF-A as described: {description}"),
+            expected,
+            subject: Subject::ReferenceRendezvous(config),
+            search: Search::Exhaustive,
+        });
+    }
+    scenarios
+}
+
+/// Part (d)'s bounds (those of part (c), and one with per-core timeouts) with what the checker
+/// finds for each.
+fn reference_bounds() -> Vec<(&'static str, &'static str, RendezvousConfig, Verdict)> {
+    let mut bounds: Vec<_> = rendezvous_bounds()
+        .into_iter()
+        .map(|(name, description, config)| {
+            let expected = match name {
+                "off-powerdown" | "retention" | "callers-and-power" => Verdict::SafetyViolation,
+                _ => Verdict::Holds,
+            };
+            (name, description, config, expected)
+        })
+        .collect();
+    let mut with_timeouts = rendezvous_bounds()
+        .into_iter()
+        .find(|(name, _, _)| *name == "concurrent-callers")
+        .map(|(_, _, config)| config);
+    if let Some(config) = with_timeouts.as_mut() {
+        config.timeouts = true;
+        bounds.push((
+            "concurrent-callers-timeouts",
+            "3 CPUs, 3 concurrent callers, per-core timeouts may expire",
+            config.clone(),
+            Verdict::Holds,
+        ));
+    }
+    bounds
+}

@@ -1,0 +1,7 @@
+//! Links the guest with its own linker script.
+
+fn main() {
+    let directory = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    println!("cargo:rustc-link-arg=-T{directory}/guest.ld");
+    println!("cargo:rerun-if-changed=guest.ld");
+}

@@ -1,0 +1,7 @@
+//! Links the host demo with its own linker script.
+
+fn main() {
+    let directory = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    println!("cargo:rustc-link-arg=-T{directory}/host.ld");
+    println!("cargo:rerun-if-changed=host.ld");
+}

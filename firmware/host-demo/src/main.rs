@@ -1,0 +1,145 @@
+//! The host of the demo: a small EL1 kernel under the protected hypervisor (`firmware/hyp`).
+//!
+//! It brings up every CPU through PSCI (the hypervisor rewrites `CPU_ON`), keeps the secondary CPUs
+//! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
+//! scenarios chosen by the parameter block QEMU writes at
+//! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
+//! the demo, 2 the hostile host; word 1: guest memory in MiB, 0 for 16; word 2: guest image size):
+//!
+//! * [`demo`]: a protected VM from start to finish, with a summary;
+//! * [`hostile`]: hypercalls with bad arguments, each with its exact error, and checks that nothing
+//!   changed.
+//!
+//! Both end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
+//! The host runs with a fixed identity map at stage 1 ([`mmu`]); the hypervisor's stage-2 decides
+//! what it may touch.
+#![no_std]
+#![no_main]
+
+mod calls;
+mod demo;
+mod hostile;
+mod mmu;
+mod secondaries;
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform_qemu::println;
+
+global_asm!(include_str!("entry.S"));
+
+/// Synchronous external aborts the host has taken (the hypervisor injects one for every access to
+/// memory the host gave away).
+pub static ABORTS: AtomicU64 = AtomicU64::new(0);
+
+/// Reads a system register by name.
+macro_rules! read_sysreg {
+    ($name:literal) => {{
+        let value: u64;
+        // SAFETY: reading an EL1 system or ID register has no side effects.
+        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value, options(nomem, nostack, preserves_flags)) };
+        value
+    }};
+}
+pub(crate) use read_sysreg;
+
+/// The scenario and its parameters.
+#[derive(Clone, Copy, Debug)]
+pub struct Parameters {
+    /// Run the hostile-host scenario instead of the demo.
+    pub hostile: bool,
+    /// Guest memory in pages.
+    pub guest_pages: u64,
+    /// Size of the guest image QEMU loaded (0: unknown, copy the largest allowed).
+    pub image_size: u64,
+}
+
+fn read_parameters() -> Parameters {
+    let base = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS as *const u64;
+    // SAFETY: the parameter block is host memory below the hypervisor, written by QEMU before the start
+    // and never by anything else; with the MMU off the address is physical.
+    let words = unsafe {
+        [
+            base.read_volatile(),
+            base.add(1).read_volatile(),
+            base.add(2).read_volatile(),
+        ]
+    };
+    let mebibytes = if words[1] == 0 { 16 } else { words[1].min(256) };
+    Parameters {
+        hostile: words[0] == 2,
+        guest_pages: mebibytes * 256,
+        image_size: words[2],
+    }
+}
+
+/// The boot CPU.
+#[unsafe(no_mangle)]
+extern "C" fn host_main(device_tree: u64) -> ! {
+    mmu::enable();
+    // SAFETY: UART0 is device memory the hypervisor maps on demand; this image's console is its only
+    // user here.
+    unsafe { platform_qemu::console::init() };
+    println!(
+        "host: demo host at EL{} on CPU 0, device tree at {device_tree:#x}",
+        (read_sysreg!("CurrentEL") >> 2) & 3
+    );
+    let parameters = read_parameters();
+    let cpus = secondaries::start_all(device_tree);
+    let passed = if parameters.hostile {
+        hostile::run(parameters)
+    } else {
+        demo::run(parameters, cpus)
+    };
+    let rounds = secondaries::stop_all();
+    println!("host: secondary CPUs stopped after {rounds} store rounds");
+    let revived = secondaries::restart_all(cpus);
+    println!(
+        "host: CPUs switched off and on again through the hypervisor: {revived} of {}",
+        cpus - 1
+    );
+    let passed = passed && revived as usize == cpus - 1;
+    println!("host: RESULT: {}", if passed { "PASS" } else { "FAIL" });
+    platform_qemu::semihosting::exit(if passed { 0 } else { 1 })
+}
+
+/// A CPU started with `CPU_ON` (context id: its index, plus a flag on its second start).
+#[unsafe(no_mangle)]
+extern "C" fn host_secondary_main(context: u64) -> ! {
+    secondaries::run(context)
+}
+
+/// A synchronous exception at EL1: an abort the hypervisor injected is counted and the faulting
+/// instruction skipped; anything else ends the demo.
+#[unsafe(no_mangle)]
+extern "C" fn host_sync_exception() {
+    let syndrome = read_sysreg!("esr_el1");
+    let class = syndrome >> 26;
+    let external_abort = syndrome & 0x3F == 0x10;
+    if (class == 0x25 || class == 0x21) && external_abort {
+        ABORTS.fetch_add(1, Ordering::Relaxed);
+        let return_address = read_sysreg!("elr_el1") + 4;
+        // SAFETY: stepping over the faulting (32-bit) instruction; the handler returns there.
+        unsafe { core::arch::asm!("msr elr_el1, {}", in(reg) return_address, options(nostack)) };
+        return;
+    }
+    println!(
+        "host: FAIL: unexpected exception: ESR_EL1 {syndrome:#x} ELR_EL1 {:#x} FAR_EL1 {:#x}",
+        read_sysreg!("elr_el1"),
+        read_sysreg!("far_el1")
+    );
+    platform_qemu::semihosting::exit(3)
+}
+
+/// Any vector the host does not expect.
+#[unsafe(no_mangle)]
+extern "C" fn host_unexpected_exception(syndrome: u64, address: u64) -> ! {
+    println!("host: FAIL: unexpected exception vector: ESR_EL1 {syndrome:#x} ELR_EL1 {address:#x}");
+    platform_qemu::semihosting::exit(3)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    println!("host: FAIL: panic: {info}");
+    platform_qemu::semihosting::exit(1)
+}

@@ -1,0 +1,167 @@
+//! The secondary CPUs: started with PSCI `CPU_ON` (through the hypervisor), then busy with store loops
+//! into their own host buffers until the boot CPU stops them: SME Streaming-mode stores (`STR ZA` and
+//! `ST1B` of a streaming SVE vector) when the CPU has SME, plain stores otherwise. Stopped, each
+//! switches itself off (`CPU_OFF`) and the boot CPU switches it on again: the CPU comes back through
+//! the hypervisor's per-CPU set-up a second time (with whatever EL2 state the monitor left).
+
+use crate::calls::{AFFINITY_INFO, CPU_OFF, CPU_ON, smc};
+use crate::read_sysreg;
+use core::sync::atomic::{AtomicU64, Ordering};
+use platform_qemu::memory_map::MAX_CPUS;
+use platform_qemu::println;
+
+unsafe extern "C" {
+    fn host_secondary_entry();
+    fn sme_store_loop(buffer: u64, stop: *const AtomicU64, rounds: *mut u64);
+    fn plain_store_loop(buffer: u64, stop: *const AtomicU64, rounds: *mut u64);
+}
+
+/// Where each secondary CPU stores (host memory, 64 KiB each).
+const BUFFERS: u64 = 0x4380_0000;
+/// Set by the boot CPU to end the loops.
+static STOP: AtomicU64 = AtomicU64::new(0);
+/// CPUs that entered their loop.
+static STARTED: AtomicU64 = AtomicU64::new(0);
+/// CPUs that left their loop.
+static FINISHED: AtomicU64 = AtomicU64::new(0);
+/// CPUs that came back after `CPU_OFF` and a second `CPU_ON`.
+static REVIVED: AtomicU64 = AtomicU64::new(0);
+/// Context id bit of a CPU's second start.
+const SECOND_START: u64 = 1 << 32;
+/// `AFFINITY_INFO`'s answer for a CPU that is off.
+const AFFINITY_OFF: u64 = 1;
+/// Rounds each CPU did (written by its loop when it ends).
+static ROUNDS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Whether this CPU implements SME (ID_AA64PFR1_EL1.SME).
+pub fn has_sme() -> bool {
+    (read_sysreg!("id_aa64pfr1_el1") >> 24) & 0xF != 0
+}
+
+/// Lets EL1 use FP/SIMD, SVE and SME (CPACR_EL1.FPEN, ZEN, SMEN) with the largest streaming vector
+/// length (SMCR_EL1.LEN).
+pub fn enable_sme() {
+    let cpacr = (0b11 << 20) | (0b11 << 16) | (0b11 << 24);
+    // SAFETY: these writes only allow this EL1 to use the vector registers.
+    unsafe {
+        core::arch::asm!("msr cpacr_el1, {}", "isb", in(reg) cpacr as u64, options(nostack));
+        if has_sme() {
+            core::arch::asm!("msr S3_0_C1_C2_6, {}", "isb", in(reg) 15u64, options(nostack));
+        }
+    }
+}
+
+/// Waits (boundedly, two seconds of the system counter) until `done` says so.
+fn wait_until(done: impl Fn() -> bool) {
+    let frequency = read_sysreg!("cntfrq_el0");
+    let deadline = read_sysreg!("cntpct_el0").saturating_add(frequency.saturating_mul(2));
+    while !done() && read_sysreg!("cntpct_el0") < deadline {
+        core::hint::spin_loop();
+    }
+}
+
+fn wait() {
+    // SAFETY: WFE only waits (bounded by the event stream or an SEV).
+    unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+}
+
+/// Starts every other CPU of the device tree; returns the number of CPUs running.
+pub fn start_all(device_tree: u64) -> usize {
+    enable_sme();
+    // SAFETY: the device tree is host memory at the start of DRAM (the hypervisor patched it before
+    // entering the host); its header says how long it is.
+    let tree = unsafe { core::slice::from_raw_parts(device_tree as *const u8, 0x10_0000) };
+    let cpus = device_tree::DeviceTree::new(tree)
+        .and_then(|tree| tree.cpu_count())
+        .unwrap_or(1)
+        .min(MAX_CPUS);
+    let mut started = 0;
+    for cpu in 1..cpus {
+        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
+        let result = smc(
+            CPU_ON,
+            [mpidr, host_secondary_entry as *const () as u64, cpu as u64],
+        )[0];
+        if result == 0 {
+            started += 1;
+        } else {
+            println!("host: CPU_ON of CPU {cpu} answered {}", result as i64);
+        }
+    }
+    // Bounded wait: a CPU that never arrives is reported, not waited for forever.
+    wait_until(|| STARTED.load(Ordering::Acquire) >= started);
+    let arrived = STARTED.load(Ordering::Acquire);
+    println!(
+        "host: {arrived} of {started} secondary CPUs run {} store loops",
+        if has_sme() {
+            "SME Streaming-mode (STR ZA, ST1B)"
+        } else {
+            "plain (no SME on this CPU)"
+        }
+    );
+    1 + arrived as usize
+}
+
+/// A secondary CPU's life: store loop until stopped, then `CPU_OFF`; after the second start, wait.
+pub fn run(context: u64) -> ! {
+    if context & SECOND_START != 0 {
+        REVIVED.fetch_add(1, Ordering::Release);
+        loop {
+            wait();
+        }
+    }
+    let cpu = context & 0xFF;
+    crate::mmu::enable();
+    enable_sme();
+    let index = usize::try_from(cpu).unwrap_or(0).min(MAX_CPUS - 1);
+    let buffer = BUFFERS + cpu * 0x1_0000;
+    STARTED.fetch_add(1, Ordering::Release);
+    // SAFETY: the loop writes only its 64 KiB buffer (this CPU's own host memory) and, once, at its
+    // end, the counter `ROUNDS[index]` (an aligned u64 only this CPU writes).
+    unsafe {
+        let rounds = ROUNDS[index].as_ptr();
+        if has_sme() {
+            sme_store_loop(buffer, &STOP, rounds);
+        } else {
+            plain_store_loop(buffer, &STOP, rounds);
+        }
+    }
+    FINISHED.fetch_add(1, Ordering::Release);
+    let refused = smc(CPU_OFF, [0; 3])[0] as i64;
+    println!("host: FAIL: CPU_OFF on CPU {cpu} answered {refused}");
+    loop {
+        wait();
+    }
+}
+
+/// Stops the loops; returns the store rounds of all secondaries together.
+pub fn stop_all() -> u64 {
+    STOP.store(1, Ordering::Release);
+    let target = STARTED.load(Ordering::Acquire);
+    wait_until(|| FINISHED.load(Ordering::Acquire) >= target);
+    ROUNDS
+        .iter()
+        .map(|rounds| rounds.load(Ordering::Acquire))
+        .sum()
+}
+
+/// Waits until every started secondary is off, starts each again, and returns how many came back.
+pub fn restart_all(cpus: usize) -> u64 {
+    let mut restarted = 0;
+    for cpu in 1..cpus {
+        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
+        wait_until(|| smc(AFFINITY_INFO, [mpidr, 0, 0])[0] == AFFINITY_OFF);
+        let entry = host_secondary_entry as *const () as u64;
+        let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | SECOND_START])[0];
+        if result == 0 {
+            restarted += 1;
+        } else {
+            println!(
+                "host: second CPU_ON of CPU {cpu} answered {}",
+                result as i64
+            );
+        }
+    }
+    wait_until(|| REVIVED.load(Ordering::Acquire) >= restarted);
+    REVIVED.load(Ordering::Acquire)
+}

@@ -1,0 +1,300 @@
+/*
+ * Entry points, exception vectors and the guest world switch of the hypervisor (EL2, AArch64).
+ *
+ * hyp_entry            boot CPU from the monitor: x0 = device tree.
+ * hyp_secondary_entry  a CPU the host started with CPU_ON, or one resuming from a power-down
+ *                      CPU_SUSPEND: the monitor enters it here because the hypervisor rewrote the call.
+ * Both reset SCTLR_EL2 first (MMU and caches off: a CPU that was switched off comes back with
+ * whatever it had), take this CPU's stack and vectors, and continue in Rust.
+ *
+ * Lower-EL exceptions come from the host or, while a vCPU runs on this CPU, from a guest. TPIDR_EL2
+ * points at this CPU's PerCpu block: word 0 is the running guest's VcpuContext (0 when the host
+ * runs), word 1 the hypervisor stack pointer to return to when the guest exits.
+ */
+
+.equ FRAME_SIZE, 0x110
+.equ CALLEE_SAVED_SIZE, 0x60
+
+.macro cpu_index_or_park reg, scratch1, scratch2
+    mrs     \scratch1, mpidr_el1
+    ubfx    \scratch2, \scratch1, #16, #8
+    cbnz    \scratch2, hyp_park
+    ubfx    \scratch2, \scratch1, #32, #8
+    cbnz    \scratch2, hyp_park
+    ubfx    \reg, \scratch1, #0, #8
+    cmp     \reg, #16
+    b.hs    hyp_park
+    ubfx    \scratch2, \scratch1, #8, #8
+    add     \reg, \reg, \scratch2, lsl #4
+    cmp     \reg, #{MAX_CPUS}
+    b.hs    hyp_park
+.endm
+
+.macro reset_el2 index
+    ldr     x9, ={SCTLR_EL2_RESET}
+    msr     sctlr_el2, x9
+    isb
+    cpu_index_or_park \index, x9, x10
+    ldr     x9, =__stacks_start
+    mov     x10, #{STACK_SIZE}
+    madd    x9, \index, x10, x9
+    add     sp, x9, x10
+    adr     x9, hyp_vectors
+    msr     vbar_el2, x9
+    isb
+.endm
+
+.section .text.entry, "ax"
+.global hyp_entry
+hyp_entry:
+    mov     x20, x0
+    reset_el2 x19
+    ldr     x1, =__bss_start
+    ldr     x2, =__bss_end
+0:  cmp     x1, x2
+    b.hs    1f
+    stp     xzr, xzr, [x1], #16
+    b       0b
+1:  mov     x0, x20
+    mov     x1, x19
+    bl      hyp_main
+    b       hyp_park
+
+.global hyp_secondary_entry
+hyp_secondary_entry:
+    reset_el2 x19
+    mov     x0, x19
+    bl      hyp_secondary_main
+    b       hyp_park
+
+.global hyp_park
+hyp_park:
+    wfi
+    b       hyp_park
+
+/*
+ * enter_host(entry, argument, spsr): leaves EL2 for the host with x0 = argument, the other
+ * general-purpose registers zero and an empty EL2 stack (reset by the next trap frame anyway).
+ */
+.global enter_host
+enter_host:
+    msr     elr_el2, x0
+    msr     spsr_el2, x2
+    mov     x0, x1
+    mov     x1, xzr
+    mov     x2, xzr
+    mov     x3, xzr
+    mov     x4, xzr
+    mov     x5, xzr
+    mov     x6, xzr
+    mov     x7, xzr
+    mov     x8, xzr
+    mov     x9, xzr
+    mov     x10, xzr
+    mov     x11, xzr
+    mov     x12, xzr
+    mov     x13, xzr
+    mov     x14, xzr
+    mov     x15, xzr
+    mov     x16, xzr
+    mov     x17, xzr
+    mov     x18, xzr
+    mov     x19, xzr
+    mov     x20, xzr
+    mov     x21, xzr
+    mov     x22, xzr
+    mov     x23, xzr
+    mov     x24, xzr
+    mov     x25, xzr
+    mov     x26, xzr
+    mov     x27, xzr
+    mov     x28, xzr
+    mov     x29, xzr
+    mov     x30, xzr
+    eret
+.ltorg
+
+/* A host trap frame: x0-x30 at 0, ELR_EL2 at 0xF8, SPSR_EL2 at 0x100 (`traps::TrapFrame`). */
+.macro save_host_frame
+    sub     sp, sp, #FRAME_SIZE
+    stp     x0, x1, [sp, #0x00]
+    stp     x2, x3, [sp, #0x10]
+    stp     x4, x5, [sp, #0x20]
+    stp     x6, x7, [sp, #0x30]
+    stp     x8, x9, [sp, #0x40]
+    stp     x10, x11, [sp, #0x50]
+    stp     x12, x13, [sp, #0x60]
+    stp     x14, x15, [sp, #0x70]
+    stp     x16, x17, [sp, #0x80]
+    stp     x18, x19, [sp, #0x90]
+    stp     x20, x21, [sp, #0xa0]
+    stp     x22, x23, [sp, #0xb0]
+    stp     x24, x25, [sp, #0xc0]
+    stp     x26, x27, [sp, #0xd0]
+    stp     x28, x29, [sp, #0xe0]
+    mrs     x0, elr_el2
+    mrs     x1, spsr_el2
+    stp     x30, x0, [sp, #0xf0]
+    str     x1, [sp, #0x100]
+.endm
+
+/* A lower-EL exception of kind `kind` (0 sync, 1 IRQ, 2 FIQ, 3 SError): guest or host? */
+.macro lower_el_handler kind
+    stp     x0, x1, [sp, #-16]!
+    mrs     x0, tpidr_el2
+    ldr     x1, [x0]
+    cbnz    x1, 1f
+    ldp     x0, x1, [sp], #16
+    save_host_frame
+    mov     x0, sp
+    mov     x1, #\kind
+    bl      handle_host_trap
+    b       host_return
+1:  str     x2, [x1, #0x10]
+    mov     x2, #\kind
+    b       guest_exit
+.endm
+
+.macro vector_to label
+    .balign 0x80
+    b       \label
+.endm
+
+.section .text.vectors, "ax"
+.balign 0x800
+hyp_vectors:
+    /* Current EL with SP_EL0: never used. */
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+    /* Current EL with SP_EL2: a hypervisor bug. */
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+    /* Lower EL, AArch64. */
+    vector_to lower_sync
+    vector_to lower_irq
+    vector_to lower_fiq
+    vector_to lower_serror
+    /* Lower EL, AArch32: not supported (HCR_EL2.RW is 1). */
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+    vector_to current_el_exception
+
+lower_sync:
+    lower_el_handler 0
+lower_irq:
+    lower_el_handler 1
+lower_fiq:
+    lower_el_handler 2
+lower_serror:
+    lower_el_handler 3
+
+current_el_exception:
+    mrs     x0, esr_el2
+    mrs     x1, elr_el2
+    mrs     x2, far_el2
+    b       hyp_exception_at_el2
+
+host_return:
+    ldr     x1, [sp, #0x100]
+    ldp     x30, x0, [sp, #0xf0]
+    msr     elr_el2, x0
+    msr     spsr_el2, x1
+    ldp     x0, x1, [sp, #0x00]
+    ldp     x2, x3, [sp, #0x10]
+    ldp     x4, x5, [sp, #0x20]
+    ldp     x6, x7, [sp, #0x30]
+    ldp     x8, x9, [sp, #0x40]
+    ldp     x10, x11, [sp, #0x50]
+    ldp     x12, x13, [sp, #0x60]
+    ldp     x14, x15, [sp, #0x70]
+    ldp     x16, x17, [sp, #0x80]
+    ldp     x18, x19, [sp, #0x90]
+    ldp     x20, x21, [sp, #0xa0]
+    ldp     x22, x23, [sp, #0xb0]
+    ldp     x24, x25, [sp, #0xc0]
+    ldp     x26, x27, [sp, #0xd0]
+    ldp     x28, x29, [sp, #0xe0]
+    add     sp, sp, #FRAME_SIZE
+    eret
+
+/*
+ * u64 guest_enter(VcpuContext *context): saves the hypervisor's callee-saved registers, loads the
+ * guest's registers and enters it. Returns (through guest_exit) the kind of exception that ended
+ * the run, with the guest's registers saved back into *context.
+ */
+.global guest_enter
+guest_enter:
+    sub     sp, sp, #CALLEE_SAVED_SIZE
+    stp     x19, x20, [sp, #0x00]
+    stp     x21, x22, [sp, #0x10]
+    stp     x23, x24, [sp, #0x20]
+    stp     x25, x26, [sp, #0x30]
+    stp     x27, x28, [sp, #0x40]
+    stp     x29, x30, [sp, #0x50]
+    mrs     x1, tpidr_el2
+    mov     x2, sp
+    str     x2, [x1, #8]
+    str     x0, [x1, #0]
+    ldr     x2, [x0, #0xf8]
+    msr     elr_el2, x2
+    ldr     x2, [x0, #0x100]
+    msr     spsr_el2, x2
+    ldp     x2, x3, [x0, #0x10]
+    ldp     x4, x5, [x0, #0x20]
+    ldp     x6, x7, [x0, #0x30]
+    ldp     x8, x9, [x0, #0x40]
+    ldp     x10, x11, [x0, #0x50]
+    ldp     x12, x13, [x0, #0x60]
+    ldp     x14, x15, [x0, #0x70]
+    ldp     x16, x17, [x0, #0x80]
+    ldp     x18, x19, [x0, #0x90]
+    ldp     x20, x21, [x0, #0xa0]
+    ldp     x22, x23, [x0, #0xb0]
+    ldp     x24, x25, [x0, #0xc0]
+    ldp     x26, x27, [x0, #0xd0]
+    ldp     x28, x29, [x0, #0xe0]
+    ldr     x30, [x0, #0xf0]
+    ldp     x0, x1, [x0, #0x00]
+    eret
+
+/* x0 = PerCpu, x1 = guest context, x2 = exception kind (guest x2 saved); guest x0, x1 on the stack. */
+guest_exit:
+    str     x3, [x1, #0x18]
+    stp     x4, x5, [x1, #0x20]
+    stp     x6, x7, [x1, #0x30]
+    stp     x8, x9, [x1, #0x40]
+    stp     x10, x11, [x1, #0x50]
+    stp     x12, x13, [x1, #0x60]
+    stp     x14, x15, [x1, #0x70]
+    stp     x16, x17, [x1, #0x80]
+    stp     x18, x19, [x1, #0x90]
+    stp     x20, x21, [x1, #0xa0]
+    stp     x22, x23, [x1, #0xb0]
+    stp     x24, x25, [x1, #0xc0]
+    stp     x26, x27, [x1, #0xd0]
+    stp     x28, x29, [x1, #0xe0]
+    str     x30, [x1, #0xf0]
+    ldp     x3, x4, [sp], #16
+    stp     x3, x4, [x1, #0x00]
+    mrs     x3, elr_el2
+    str     x3, [x1, #0xf8]
+    mrs     x3, spsr_el2
+    str     x3, [x1, #0x100]
+    str     xzr, [x0, #0]
+    ldr     x3, [x0, #8]
+    mov     sp, x3
+    ldp     x19, x20, [sp, #0x00]
+    ldp     x21, x22, [sp, #0x10]
+    ldp     x23, x24, [sp, #0x20]
+    ldp     x25, x26, [sp, #0x30]
+    ldp     x27, x28, [sp, #0x40]
+    ldp     x29, x30, [sp, #0x50]
+    add     sp, sp, #CALLEE_SAVED_SIZE
+    mov     x0, x2
+    ret
+.ltorg

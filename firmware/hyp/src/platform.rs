@@ -1,0 +1,118 @@
+//! The machine operations behind the ownership rules: real TLB maintenance, the firmware call and
+//! page zeroing ([`mem_protect::ProtectionPlatform`]).
+//!
+//! TLBI by IPA and `TLBI VMALLE1IS` act on the VMID in `VTTBR_EL2`; when the table being changed
+//! belongs to another VMID (e.g. the host's stage-2 while this CPU handles a guest's `MEM_UNSHARE`),
+//! that table's `VTTBR_EL2` value is installed for the TLBI and the previous one restored after.
+
+use crate::firmware;
+use crate::sysreg::{isb, read_sysreg, write_sysreg};
+use core::sync::atomic::{AtomicU64, Ordering};
+use mem_protect::ProtectionPlatform;
+use stage2::{TlbMaintenance, Vmid};
+
+/// `VTTBR_EL2` of each VMID's table (0 when unknown), so TLB maintenance can name any VMID.
+static VTTBR_BY_VMID: [AtomicU64; 256] = [const { AtomicU64::new(0) }; 256];
+
+/// Records the `VTTBR_EL2` value of a VMID's table (or forgets it, with 0).
+pub fn set_vttbr(vmid: u16, vttbr: u64) {
+    if let Some(slot) = VTTBR_BY_VMID.get(usize::from(vmid)) {
+        slot.store(vttbr, Ordering::Relaxed);
+    }
+}
+
+/// Runs `operation` with `vmid` current in `VTTBR_EL2`.
+fn with_vmid(vmid: Vmid, operation: impl FnOnce()) {
+    let current = read_sysreg!("vttbr_el2");
+    if current >> 48 == u64::from(vmid.0) {
+        operation();
+        return;
+    }
+    let known = VTTBR_BY_VMID
+        .get(usize::from(vmid.0))
+        .map_or(0, |slot| slot.load(Ordering::Relaxed));
+    let wanted = if known != 0 {
+        known
+    } else {
+        (u64::from(vmid.0) << 48) | (current & ((1 << 48) - 1))
+    };
+    write_sysreg!("vttbr_el2", wanted);
+    isb();
+    operation();
+    write_sysreg!("vttbr_el2", current);
+    isb();
+}
+
+/// Erratum 4193714 calls made for ownership changes so far (all CPUs; the boot-time probe is not
+/// counted), for the log and the demo's summary.
+static DVM_SYNC_CALLS: AtomicU64 = AtomicU64::new(0);
+
+/// How many erratum calls ownership changes have made.
+pub fn dvm_sync_calls() -> u64 {
+    DVM_SYNC_CALLS.load(Ordering::Relaxed)
+}
+
+/// The hypervisor's [`ProtectionPlatform`].
+pub struct HypPlatform;
+
+impl TlbMaintenance for HypPlatform {
+    fn invalidate_ipa(&mut self, vmid: Vmid, ipa: u64, _level: u8) {
+        with_vmid(vmid, || {
+            // SAFETY: TLB invalidation by IPA only drops cached translations.
+            unsafe {
+                core::arch::asm!("tlbi ipas2e1is, {}", in(reg) ipa >> 12, options(nostack, preserves_flags))
+            };
+        });
+    }
+
+    fn dsb_inner_shareable(&mut self) {
+        // SAFETY: a barrier touches no memory.
+        unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    }
+
+    fn invalidate_stage1_for_vmid(&mut self, vmid: Vmid) {
+        with_vmid(vmid, || {
+            // SAFETY: TLB invalidation only drops cached translations.
+            unsafe { core::arch::asm!("tlbi vmalle1is", options(nostack, preserves_flags)) };
+        });
+    }
+
+    fn isb(&mut self) {
+        isb();
+    }
+}
+
+/// Size of a cache line the hypervisor cleans by (the smallest the architecture allows is 16 bytes;
+/// QEMU's is 64: cleaning by 64 is enough only when the line is at least that big, so read CTR_EL0).
+fn data_cache_line_size() -> usize {
+    let ctr = read_sysreg!("ctr_el0");
+    4 << ((ctr >> 16) & 0xF)
+}
+
+impl ProtectionPlatform for HypPlatform {
+    fn firmware_dvm_sync(&mut self) -> Result<(), i64> {
+        DVM_SYNC_CALLS.fetch_add(1, Ordering::Relaxed);
+        match firmware::dvm_sync() {
+            0 => Ok(()),
+            code => Err(code),
+        }
+    }
+
+    fn zero_page(&mut self, physical_address: u64) {
+        let page = physical_address as *mut u64;
+        for index in 0..(mem_protect::PAGE_SIZE as usize / 8) {
+            // SAFETY: the ownership rules call this only for a DRAM page that has just left a guest and
+            // that nobody else can access; the EL2 identity map covers all DRAM read-write.
+            unsafe { page.add(index).write_volatile(0) };
+        }
+        let line = data_cache_line_size();
+        for offset in (0..mem_protect::PAGE_SIZE as usize).step_by(line) {
+            // SAFETY: cleaning and invalidating a line of the same page to the point of coherency.
+            unsafe {
+                core::arch::asm!("dc civac, {}", in(reg) physical_address as usize + offset, options(nostack, preserves_flags))
+            };
+        }
+        // SAFETY: a barrier touches no memory.
+        unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+    }
+}

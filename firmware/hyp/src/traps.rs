@@ -1,0 +1,245 @@
+//! What the host's traps to EL2 become: hypercalls (`HVC`), SMCs (forwarded, refused or rewritten,
+//! see [`hyp_core::host_smc`]) and stage-2 faults (mapped on demand, or an abort injected into the
+//! host's EL1).
+
+use crate::firmware::{self, Registers};
+use crate::sysreg::{read_sysreg, write_sysreg};
+use crate::{HOST_ENTRIES, hypervisor, platform, world_switch};
+use abi::hypercall::{self, HostHypercall, HypercallError, HypercallOutput};
+use abi::smccc::{ARGUMENT_REGISTERS, FunctionId, ReturnCode};
+use core::sync::atomic::{AtomicU64, Ordering};
+use hyp_core::HostCallOutcome;
+use hyp_core::host_smc::{self, HostSmcAction};
+use mem_protect::HostFaultOutcome;
+use platform_qemu::println;
+
+/// The host's registers as the vectors saved them (layout shared with `entry.S`).
+#[repr(C)]
+pub struct TrapFrame {
+    /// `x0` to `x30`.
+    pub registers: [u64; 31],
+    /// `ELR_EL2`: where the host continues.
+    pub return_address: u64,
+    /// `SPSR_EL2`: the host's PSTATE.
+    pub saved_state: u64,
+    padding: u64,
+}
+
+const _: () = assert!(size_of::<TrapFrame>() == 0x110);
+
+/// Aborts injected into the host because it touched memory it does not own.
+static ABORTS_INJECTED: AtomicU64 = AtomicU64::new(0);
+
+/// How many aborts the host has been given.
+pub fn aborts_injected() -> u64 {
+    ABORTS_INJECTED.load(Ordering::Relaxed)
+}
+
+const EC_UNKNOWN: u64 = 0x00;
+const EC_HVC64: u64 = 0x16;
+const EC_SMC64: u64 = 0x17;
+const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
+const EC_INSTRUCTION_ABORT_SAME: u64 = 0x21;
+const EC_DATA_ABORT_LOWER: u64 = 0x24;
+const EC_DATA_ABORT_SAME: u64 = 0x25;
+/// `ESR_ELx.IL`: a 32-bit instruction.
+const ESR_IL: u64 = 1 << 25;
+/// `ESR_ELx.ISS.WnR` of a data abort.
+const ESR_WNR: u64 = 1 << 6;
+/// Fault status code: synchronous external abort.
+const FSC_EXTERNAL_ABORT: u64 = 0x10;
+/// `SPSR` for entering the host's EL1 vector: EL1h with D, A, I, F masked.
+const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
+/// PSCI `INVALID_ADDRESS`.
+const PSCI_INVALID_ADDRESS: u64 = -9_i64 as u64;
+
+/// A lower-EL exception while the host ran (kind 0 synchronous, 1 IRQ, 2 FIQ, 3 SError).
+#[unsafe(no_mangle)]
+extern "C" fn handle_host_trap(frame: &mut TrapFrame, kind: u64) {
+    if kind != 0 {
+        // The host's interrupts go to EL1 (HCR_EL2.IMO/FMO/AMO clear): nothing arrives here.
+        return;
+    }
+    let syndrome = read_sysreg!("esr_el2");
+    match syndrome >> 26 {
+        EC_HVC64 => host_hypercall(frame),
+        EC_SMC64 => {
+            // A trapped SMC returns to the SMC itself.
+            frame.return_address += 4;
+            host_smc(frame);
+        }
+        EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => host_abort(frame, syndrome),
+        _ => inject(frame, EC_UNKNOWN << 26 | ESR_IL, 0),
+    }
+}
+
+fn host_hypercall(frame: &mut TrapFrame) {
+    // Function IDs are 32 bits (w0).
+    let function_id = FunctionId(frame.registers[0] as u32);
+    if !hypercall::owns(function_id) {
+        frame.registers[0] = ReturnCode::NotSupported.to_register();
+        return;
+    }
+    let mut arguments = [0; ARGUMENT_REGISTERS];
+    arguments.copy_from_slice(&frame.registers[1..=ARGUMENT_REGISTERS]);
+    let result = match HostHypercall::decode(function_id, &arguments) {
+        Err(error) => Err(HypercallError::from(error)),
+        Ok(call) => {
+            let outcome = hypervisor().lock().host_hypercall(call);
+            let result = match outcome {
+                HostCallOutcome::Done(result) => result,
+                HostCallOutcome::Run(ticket) => {
+                    Ok(HypercallOutput::Exit(world_switch::run(ticket)))
+                }
+            };
+            after_hypercall(&call, &result);
+            result
+        }
+    };
+    let results = hypercall::encode_result(result);
+    frame.registers[..results.len()].copy_from_slice(&results);
+}
+
+/// Keeps the VMID → table record for TLB maintenance and logs the VM lifecycle.
+fn after_hypercall(call: &HostHypercall, result: &Result<HypercallOutput, HypercallError>) {
+    match (call, result) {
+        (HostHypercall::VmCreate { .. }, Ok(HypercallOutput::Vm(vm))) => {
+            let handle = mem_protect::VmHandle(u16::try_from(vm.0).unwrap_or(0));
+            let vttbr = hypervisor()
+                .lock()
+                .memory()
+                .vm(handle)
+                .map_or(0, |protected| protected.stage2().vttbr_el2());
+            platform::set_vttbr(handle.0, vttbr);
+            println!("hyp: protected VM {} created", vm.0);
+        }
+        (HostHypercall::VmFree { vm }, Ok(_)) => {
+            platform::set_vttbr(u16::try_from(vm.0).unwrap_or(0), 0);
+            println!(
+                "hyp: protected VM {} freed; erratum 4193714 firmware calls so far: {}; aborts injected into the host: {}",
+                vm.0,
+                platform::dvm_sync_calls(),
+                aborts_injected()
+            );
+        }
+        _ => {}
+    }
+}
+
+fn host_smc(frame: &mut TrapFrame) {
+    // Function IDs are 32 bits (w0).
+    let function_id = frame.registers[0] as u32;
+    let mut arguments = [0; ARGUMENT_REGISTERS];
+    arguments.copy_from_slice(&frame.registers[1..=ARGUMENT_REGISTERS]);
+    match host_smc::classify(function_id, &arguments) {
+        HostSmcAction::Forward => {
+            let mut registers: Registers = [0; 18];
+            registers.copy_from_slice(&frame.registers[..18]);
+            let results = firmware::smc(registers);
+            frame.registers[..18].copy_from_slice(&results);
+        }
+        HostSmcAction::Refuse(x0) => frame.registers[0] = x0,
+        HostSmcAction::CpuOn {
+            target_cpu,
+            entry_point,
+            context_id,
+            ..
+        } => {
+            let target = platform_qemu::cpu::index_from_mpidr(target_cpu)
+                .filter(|_| target_cpu & !platform_qemu::cpu::MPIDR_AFFINITY_MASK == 0);
+            frame.registers[0] = match target {
+                // The monitor gives the exact error for a CPU that does not exist.
+                None => forward(frame),
+                Some(target) => start_cpu(function_id, target_cpu, target, entry_point, context_id),
+            };
+        }
+        HostSmcAction::CpuSuspend {
+            power_state,
+            entry_point,
+            context_id,
+            ..
+        } => {
+            let cpu = platform_qemu::cpu::current_index();
+            frame.registers[0] = if hypervisor().lock().host_entry_allowed(entry_point) {
+                *HOST_ENTRIES[cpu].lock() = Some((entry_point, context_id));
+                let mut registers: Registers = [0; 18];
+                registers[0] = u64::from(function_id);
+                registers[1] = u64::from(power_state);
+                registers[2] = crate::secondary_entry_address();
+                let result = firmware::smc(registers)[0];
+                // Returned: a standby, or refused. A power-down resumes through the entry instead.
+                *HOST_ENTRIES[cpu].lock() = None;
+                result
+            } else {
+                PSCI_INVALID_ADDRESS
+            };
+        }
+    }
+}
+
+fn forward(frame: &TrapFrame) -> u64 {
+    let mut registers: Registers = [0; 18];
+    registers.copy_from_slice(&frame.registers[..18]);
+    firmware::smc(registers)[0]
+}
+
+/// `CPU_ON` for the host: the CPU starts in the hypervisor, which then enters the host's entry.
+fn start_cpu(function_id: u32, mpidr: u64, target: usize, entry: u64, context_id: u64) -> u64 {
+    if !hypervisor().lock().host_entry_allowed(entry) {
+        return PSCI_INVALID_ADDRESS;
+    }
+    let previous = HOST_ENTRIES[target].lock().replace((entry, context_id));
+    let mut registers: Registers = [0; 18];
+    registers[0] = u64::from(function_id);
+    registers[1] = mpidr;
+    registers[2] = crate::secondary_entry_address();
+    let result = firmware::smc(registers)[0];
+    if result != 0 {
+        *HOST_ENTRIES[target].lock() = previous;
+    }
+    result
+}
+
+fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
+    let fault_status = syndrome & 0x3F;
+    // Translation (0x04-0x07), access flag (0x08-0x0B) and permission (0x0C-0x0F) faults are stage-2
+    // faults the ownership rules decide about; anything else is an external abort to pass on.
+    let far = read_sysreg!("far_el2");
+    if (0x04..=0x0F).contains(&fault_status) {
+        let ipa = world_switch::fault_ipa();
+        let outcome = hypervisor().lock().memory_mut().handle_host_fault(ipa);
+        if let HostFaultOutcome::Mapped { .. } = outcome {
+            return;
+        }
+        ABORTS_INJECTED.fetch_add(1, Ordering::Relaxed);
+    }
+    let from_el0 = frame.saved_state & 0xF == 0;
+    let class = match (syndrome >> 26, from_el0) {
+        (EC_INSTRUCTION_ABORT_LOWER, true) => EC_INSTRUCTION_ABORT_LOWER,
+        (EC_INSTRUCTION_ABORT_LOWER, false) => EC_INSTRUCTION_ABORT_SAME,
+        (_, true) => EC_DATA_ABORT_LOWER,
+        (_, false) => EC_DATA_ABORT_SAME,
+    };
+    inject(
+        frame,
+        class << 26 | ESR_IL | (syndrome & ESR_WNR) | FSC_EXTERNAL_ABORT,
+        far,
+    );
+}
+
+/// Makes the host take a synchronous exception with `syndrome` at its EL1 vector, as if its own
+/// EL1 had raised it: `ESR_EL1`, `FAR_EL1`, `ELR_EL1`, `SPSR_EL1`, then `VBAR_EL1` + the offset for
+/// where the host was (EL0: 0x400, EL1 with SP_EL1: 0x200, EL1 with SP_EL0: 0).
+fn inject(frame: &mut TrapFrame, syndrome: u64, fault_address: u64) {
+    write_sysreg!("esr_el1", syndrome);
+    write_sysreg!("far_el1", fault_address);
+    write_sysreg!("elr_el1", frame.return_address);
+    write_sysreg!("spsr_el1", frame.saved_state);
+    let offset = match frame.saved_state & 0xF {
+        0b0000 => 0x400,
+        0b0101 => 0x200,
+        _ => 0x000,
+    };
+    frame.return_address = read_sysreg!("vbar_el1") + offset;
+    frame.saved_state = SPSR_EL1H_MASKED;
+}

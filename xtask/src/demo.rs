@@ -1,0 +1,392 @@
+//! `cargo xtask demo` and the hypervisor's QEMU scenarios (issue 4): the monitor boots the protected
+//! hypervisor (`firmware/hyp`), which enters the host demo (`firmware/host-demo`); the host runs a
+//! protected guest (`firmware/guest-demo`) or, in the hostile scenario, attacks the hypervisor with
+//! bad hypercalls. Pass or fail is decided from QEMU's exit status and the serial log: the lines the
+//! hypervisor and the host print must match what the configuration requires (protected mode on or
+//! refused, firmware calls made or not, their number).
+
+use crate::firmware::{self, Image};
+use crate::qemu::{self, Run};
+use clap::Args;
+use std::time::Duration;
+
+/// The monitor with the erratum call.
+const MONITOR: Image = Image {
+    package: "monitor",
+    features: "",
+};
+/// The monitor built as firmware without the fix (answers the erratum call with -1).
+const MONITOR_WITHOUT_FIX: Image = Image {
+    package: "monitor",
+    features: "without-erratum-fix",
+};
+const HYPERVISOR: Image = Image {
+    package: "hyp",
+    features: "",
+};
+const HOST: Image = Image {
+    package: "host-demo",
+    features: "",
+};
+const GUEST: Image = Image {
+    package: "guest-demo",
+    features: "",
+};
+/// Where the hypervisor enters the host (`platform_qemu::hypervisor_map::HOST_ENTRY`).
+const HOST_ADDRESS: u64 = 0x4220_0000;
+/// Where the guest image is loaded into host memory (`GUEST_IMAGE_LOAD_ADDRESS`).
+const GUEST_IMAGE_ADDRESS: u64 = 0x4300_0000;
+
+/// Options of `cargo xtask demo`.
+#[derive(Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// CPU model (max, c1-pro-r0p2, c1-pro-r1p1, c1-pro-r2p0, ...).
+    #[arg(long, default_value = "c1-pro-r1p1")]
+    pub cpu: String,
+    /// Number of CPUs (1 to 8).
+    #[arg(long, default_value_t = 4)]
+    pub cpus: usize,
+    /// Guest memory in MiB (1 to 256).
+    #[arg(long, default_value_t = 16)]
+    pub memory: u64,
+    /// Use a monitor built without the erratum call: the hypervisor must refuse protected mode.
+    #[arg(long)]
+    pub firmware_without_fix: bool,
+}
+
+/// Which host scenario runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scenario {
+    Demo,
+    HostileHost,
+}
+
+/// What the configuration requires of the run.
+#[derive(Debug, PartialEq, Eq)]
+struct Expectation {
+    protected_mode: bool,
+    /// Whether ownership changes must make the erratum call.
+    firmware_calls: bool,
+}
+
+fn expectation(cpu: &str, without_fix: bool) -> Result<Expectation, String> {
+    let model = errata::CpuModel::parse(cpu).map_err(|_| format!("unknown CPU model {cpu:?}"))?;
+    let affected = model.affected_in_qemu();
+    Ok(Expectation {
+        protected_mode: !(affected && without_fix),
+        firmware_calls: affected,
+    })
+}
+
+/// The numbers after `prefix` on the first line containing it.
+fn number_after(log: &str, prefix: &str) -> Option<u64> {
+    let line = log.lines().find(|line| line.contains(prefix))?;
+    let rest = &line[line.find(prefix)? + prefix.len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok()
+}
+
+/// The two numbers of "`prefix` A of B" on the first line containing `prefix`.
+fn two_numbers_after(log: &str, prefix: &str) -> Option<(u64, u64)> {
+    let first = number_after(log, prefix)?;
+    let line = log.lines().find(|line| line.contains(prefix))?;
+    let second = number_after(line, &format!("{first} of"))?;
+    Some((first, second))
+}
+
+/// Checks the log against the configuration; returns the problems found.
+fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<String> {
+    let mut problems: Vec<String> = Vec::new();
+    let require = |problems: &mut Vec<String>, condition: bool, what: &str| {
+        if !condition {
+            problems.push(what.to_string());
+        }
+    };
+    require(
+        &mut problems,
+        log.contains("host: RESULT: PASS"),
+        "the host did not print RESULT: PASS",
+    );
+    if !expected.protected_mode {
+        require(
+            &mut problems,
+            log.contains("hyp: erratum 4193714:") && log.contains("protected mode refused"),
+            "the hypervisor did not print its refusal naming erratum 4193714",
+        );
+        require(
+            &mut problems,
+            log.contains("ProtectedModeDisabled"),
+            "VM_CREATE was not refused",
+        );
+        return problems;
+    }
+    require(
+        &mut problems,
+        log.contains("hyp: protected mode on"),
+        "the hypervisor did not enable protected mode",
+    );
+    if scenario == Scenario::HostileHost {
+        require(
+            &mut problems,
+            !log.contains(": FAIL"),
+            "a hostile-host check failed",
+        );
+        return problems;
+    }
+    let needed = number_after(log, "host: firmware calls needed on an affected CPU:");
+    let made = number_after(log, "firmware calls so far:");
+    match (needed, made) {
+        (Some(needed), Some(made)) => {
+            let wanted = if expected.firmware_calls { needed } else { 0 };
+            if made != wanted {
+                problems.push(format!(
+                    "the hypervisor made {made} firmware calls, {wanted} expected"
+                ));
+            }
+        }
+        _ => problems.push("no firmware call count in the log".to_string()),
+    }
+    match two_numbers_after(log, "host: CPUs that answered the rendezvous SGI:") {
+        Some((answered, others)) => {
+            let wanted = if expected.firmware_calls { others } else { 0 };
+            if answered != wanted {
+                problems.push(format!(
+                    "{answered} of {others} other CPUs answered the rendezvous, {wanted} expected"
+                ));
+            }
+        }
+        None => problems.push("no rendezvous count in the log".to_string()),
+    }
+    if expected.firmware_calls {
+        require(
+            &mut problems,
+            log.contains("mitigated by the firmware DVMSync call"),
+            "the mitigation was not enabled",
+        );
+    } else {
+        require(
+            &mut problems,
+            log.contains("no firmware call needed"),
+            "the hypervisor did not skip the firmware call",
+        );
+    }
+    problems
+}
+
+/// Builds the images and runs one configuration; returns the log when it behaved as required.
+fn run_configuration(
+    args: &DemoArgs,
+    scenario: Scenario,
+    show_log: bool,
+) -> Result<String, String> {
+    if !(1..=8).contains(&args.cpus) {
+        return Err(format!("--cpus must be 1 to 8, not {}", args.cpus));
+    }
+    if !(1..=256).contains(&args.memory) {
+        return Err(format!(
+            "--memory must be 1 to 256 MiB, not {}",
+            args.memory
+        ));
+    }
+    let expected = expectation(&args.cpu, args.firmware_without_fix)?;
+    let monitor = firmware::build(if args.firmware_without_fix {
+        MONITOR_WITHOUT_FIX
+    } else {
+        MONITOR
+    })?;
+    let hypervisor = firmware::build(HYPERVISOR)?;
+    let host = firmware::build(HOST)?;
+    let guest = firmware::build(GUEST)?;
+    let guest_size = std::fs::metadata(&guest)
+        .map_err(|error| format!("{}: {error}", guest.display()))?
+        .len();
+    let mode = match scenario {
+        Scenario::Demo => 1,
+        Scenario::HostileHost => 2,
+    };
+    let name = format!(
+        "{}-{}-smp{}{}",
+        if scenario == Scenario::Demo {
+            "demo"
+        } else {
+            "hostile-host"
+        },
+        args.cpu,
+        args.cpus,
+        if args.firmware_without_fix {
+            "-without-fix"
+        } else {
+            ""
+        }
+    );
+    let run = Run {
+        name,
+        monitor,
+        payload: Some(hypervisor),
+        parameters: vec![mode, args.memory, guest_size],
+        cpu: qemu::cpu_argument(&args.cpu)?,
+        cpus: args.cpus,
+        extra: vec![
+            "-device".into(),
+            format!(
+                "loader,file={},addr={HOST_ADDRESS:#x},force-raw=on",
+                host.display()
+            ),
+            "-device".into(),
+            format!(
+                "loader,file={},addr={GUEST_IMAGE_ADDRESS:#x},force-raw=on",
+                guest.display()
+            ),
+        ],
+        timeout: Duration::from_secs(120),
+    };
+    let outcome = run.execute()?;
+    if show_log {
+        print!("{}", outcome.log);
+    }
+    let mut problems = check_log(&outcome.log, &expected, scenario);
+    if outcome.status != Some(0) {
+        problems.insert(
+            0,
+            format!("QEMU exit status {:?} (0 expected)", outcome.status),
+        );
+    }
+    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "xtask: qemu {:<40} {verdict} ({:.1} s)",
+        run.name,
+        outcome.elapsed.as_secs_f64()
+    );
+    if problems.is_empty() {
+        Ok(outcome.log)
+    } else {
+        Err(format!(
+            "{}: {} {}",
+            run.name,
+            problems.join("; "),
+            qemu::log_hint(&outcome.log_path)
+        ))
+    }
+}
+
+/// `cargo xtask demo`.
+pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    crate::setup::ensure_qemu()?;
+    let expected = expectation(&args.cpu, args.firmware_without_fix)?;
+    println!(
+        "xtask: demo on {} x {} CPUs, {} MiB of guest memory, {}; expected: protected mode {}, firmware calls {}",
+        args.cpus,
+        args.cpu,
+        args.memory,
+        if args.firmware_without_fix {
+            "firmware WITHOUT the erratum fix"
+        } else {
+            "firmware with the erratum fix"
+        },
+        if expected.protected_mode {
+            "on"
+        } else {
+            "refused"
+        },
+        match (expected.protected_mode, expected.firmware_calls) {
+            (false, _) => "none (no protected VM)",
+            (true, true) => "one per revocation",
+            (true, false) => "never made",
+        },
+    );
+    run_configuration(args, Scenario::Demo, true).map(|_| ())
+}
+
+/// The hypervisor's QEMU scenarios (called by `cargo xtask test`).
+pub fn run_qemu_tests() -> Result<(), String> {
+    let configuration = |cpu: &str, cpus, without_fix| DemoArgs {
+        cpu: cpu.to_string(),
+        cpus,
+        memory: 16,
+        firmware_without_fix: without_fix,
+    };
+    let demos = [
+        configuration("c1-pro-r1p1", 4, false),
+        configuration("c1-pro-r2p0", 4, false),
+        configuration("max", 4, false),
+        configuration("c1-pro-r1p1", 4, true),
+        configuration("c1-pro-r0p2", 1, false),
+        // Firmware without the fix does not matter where no CPU is affected.
+        configuration("c1-pro-r2p0", 2, true),
+        DemoArgs {
+            memory: 64,
+            ..configuration("c1-pro-r0p2", 2, false)
+        },
+    ];
+    for args in &demos {
+        run_configuration(args, Scenario::Demo, false)?;
+    }
+    let hostile = DemoArgs {
+        memory: 2,
+        ..configuration("c1-pro-r1p1", 2, false)
+    };
+    run_configuration(&hostile, Scenario::HostileHost, false)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectations_per_configuration() {
+        let table = [
+            ("c1-pro-r1p1", false, true, true),
+            ("c1-pro-r1p1", true, false, true),
+            ("c1-pro-r2p0", false, true, false),
+            ("c1-pro-r2p0", true, true, false),
+            ("max", false, true, false),
+        ];
+        for (cpu, without_fix, protected_mode, firmware_calls) in table {
+            assert_eq!(
+                expectation(cpu, without_fix),
+                Ok(Expectation {
+                    protected_mode,
+                    firmware_calls
+                }),
+                "{cpu} without fix {without_fix}"
+            );
+        }
+        assert!(expectation("pentium", false).is_err());
+    }
+
+    #[test]
+    fn log_checks_find_wrong_firmware_call_counts() {
+        let affected = Expectation {
+            protected_mode: true,
+            firmware_calls: true,
+        };
+        let good = "hyp: protected mode on; erratum 4193714 mitigated by the firmware DVMSync call\n\
+                    host: firmware calls needed on an affected CPU: 18\n\
+                    hyp: protected VM 1 freed; erratum 4193714 firmware calls so far: 18; aborts\n\
+                    host: CPUs that answered the rendezvous SGI: 3 of 3 other CPUs\n\
+                    host: RESULT: PASS\n";
+        assert_eq!(
+            check_log(good, &affected, Scenario::Demo),
+            Vec::<String>::new()
+        );
+        let wrong = good.replace("so far: 18", "so far: 17");
+        assert_eq!(check_log(&wrong, &affected, Scenario::Demo).len(), 1);
+        let unaffected = Expectation {
+            protected_mode: true,
+            firmware_calls: false,
+        };
+        assert_eq!(check_log(good, &unaffected, Scenario::Demo).len(), 3);
+        let silent = good.replace("3 of 3 other", "2 of 3 other");
+        assert_eq!(check_log(&silent, &affected, Scenario::Demo).len(), 1);
+        let refused = Expectation {
+            protected_mode: false,
+            firmware_calls: true,
+        };
+        assert_eq!(check_log(good, &refused, Scenario::Demo).len(), 2);
+    }
+}

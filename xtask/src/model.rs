@@ -1,0 +1,205 @@
+//! `cargo xtask model`: runs the model checker's scenarios (issue 5), prints the table and writes each
+//! counterexample as a numbered list and an SVG timeline under `target/model/`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use model_checker::explorer::{Limits, Verdict};
+use model_checker::{Part, Scenario, catalogue, run, svg};
+
+use crate::setup;
+
+/// Options of `cargo xtask model`.
+#[derive(Args)]
+pub struct ModelArgs {
+    /// Only the scenarios whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// Print every counterexample's steps (by default only the first of each part).
+    #[arg(long)]
+    all_traces: bool,
+    /// Internal: already running the optimised build.
+    #[arg(long, hide = true)]
+    optimised: bool,
+}
+
+/// Runs the scenarios; fails when a verdict is not the expected one.
+pub fn model(args: &ModelArgs) -> Result<(), String> {
+    if cfg!(debug_assertions) && !args.optimised {
+        // State-space search wants an optimised build; xtask itself is built without.
+        let mut forwarded = vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
+        forwarded.extend(["model", "--optimised"]);
+        if let Some(only) = &args.only {
+            forwarded.extend(["--only", only.as_str()]);
+        }
+        if args.all_traces {
+            forwarded.push("--all-traces");
+        }
+        return setup::run("cargo", &forwarded);
+    }
+    let output_dir = target_dir().join("model");
+    fs::create_dir_all(&output_dir)
+        .map_err(|error| format!("cannot create {}: {error}", output_dir.display()))?;
+    let scenarios: Vec<Scenario> = catalogue()
+        .into_iter()
+        .filter(|scenario| {
+            args.only
+                .as_ref()
+                .is_none_or(|only| scenario.name.contains(only.as_str()))
+        })
+        .collect();
+    let limits = Limits {
+        progress: true,
+        ..Limits::default()
+    };
+    let mut rows = Vec::new();
+    let mut traces = Vec::new();
+    let mut unexpected = Vec::new();
+    let mut shown_parts = Vec::new();
+    for scenario in &scenarios {
+        eprintln!("xtask: model {} ...", scenario.name);
+        let result =
+            run(scenario, limits).map_err(|error| format!("{}: {error}", scenario.name))?;
+        let exploration = &result.exploration;
+        let mut svg_path = String::from("-");
+        let mut broken = Vec::new();
+        let counterexamples = exploration
+            .counterexample
+            .iter()
+            .chain(&exploration.further);
+        for (index, counterexample) in counterexamples.enumerate() {
+            let property = counterexample
+                .message
+                .split_whitespace()
+                .next()
+                .unwrap_or("property")
+                .to_string();
+            let stem = if index == 0 {
+                scenario.name.clone()
+            } else {
+                format!("{}-{}", scenario.name, property.to_lowercase())
+            };
+            let path = output_dir.join(format!("{stem}.svg"));
+            let title = format!("{stem} ({})", scenario.description);
+            fs::write(&path, svg::timeline(&title, counterexample))
+                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+            let text_path = output_dir.join(format!("{stem}.txt"));
+            fs::write(&text_path, counterexample.numbered())
+                .map_err(|error| format!("cannot write {}: {error}", text_path.display()))?;
+            if index == 0 {
+                svg_path = path.display().to_string();
+            }
+            if exploration.verdict == Verdict::SafetyViolation {
+                broken.push(property);
+            }
+            // Every trace of part (d) (the findings), the first of each other part.
+            let show = args.all_traces
+                || scenario.part == Part::Reference
+                || !shown_parts.contains(&scenario.part);
+            if show {
+                shown_parts.push(scenario.part);
+                traces.push(format!(
+                    "Counterexample of {stem} ({}):\n{}   SVG timeline: {}\n",
+                    scenario.description,
+                    counterexample.numbered(),
+                    path.display()
+                ));
+            }
+        }
+        if !result.as_expected {
+            unexpected.push(format!(
+                "{}: expected {}, got {}",
+                scenario.name,
+                scenario.expected.label(),
+                exploration.verdict.label()
+            ));
+        }
+        rows.push([
+            format!("({})", scenario.part.letter()),
+            scenario.name.clone(),
+            format!(
+                "{}{}{}",
+                exploration.verdict.label(),
+                if broken.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", broken.join(", "))
+                },
+                if result.as_expected {
+                    ""
+                } else {
+                    " (UNEXPECTED)"
+                }
+            ),
+            exploration.states.to_string(),
+            format!("{:.2} s", exploration.elapsed.as_secs_f64()),
+            format!("{:.0}", exploration.rate()),
+            svg_path,
+        ]);
+    }
+    print_table(
+        &[
+            "part",
+            "scenario",
+            "verdict",
+            "states",
+            "time",
+            "states/s",
+            "counterexample (SVG)",
+        ],
+        &rows,
+    );
+    println!();
+    for trace in &traces {
+        println!("{trace}");
+    }
+    if unexpected.is_empty() {
+        println!("xtask: every verdict is the expected one");
+        Ok(())
+    } else {
+        Err(format!(
+            "unexpected verdicts:\n  {}",
+            unexpected.join("\n  ")
+        ))
+    }
+}
+
+fn print_table<const COLUMNS: usize>(header: &[&str; COLUMNS], rows: &[[String; COLUMNS]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("| {} |", padded.join(" | "));
+    };
+    line(header.to_vec());
+    println!(
+        "|{}|",
+        widths
+            .iter()
+            .map(|width| "-".repeat(width + 2))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// The workspace's target directory (`CARGO_TARGET_DIR` or `<workspace>/target`).
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .map_or_else(|| PathBuf::from("target"), |root| root.join("target")),
+    }
+}
