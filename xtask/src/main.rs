@@ -8,6 +8,7 @@ mod linux;
 mod model;
 mod monitor_tests;
 mod qemu;
+mod run;
 mod setup;
 mod test;
 
@@ -33,6 +34,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Fetch and cache Debian's arm64 kernel and busybox, build the hotplug initramfs, print the paths.
     FetchLinux,
+    /// Boot an arm64 Linux kernel Image on the monitor (or, with --hypervisor, under the hypervisor).
+    Run(run::RunArgs),
+    /// Only the Linux boot test (part of `test`): Debian's kernel, CPU hotplug loops, power-off.
+    TestLinux,
     /// Build the firmware images (monitor, test payload) as raw binaries under target/images.
     Build(monitor_tests::BuildArgs),
     /// Boot the monitor in QEMU with the EL2 test payload running one scenario.
@@ -51,6 +56,8 @@ fn main() -> ExitCode {
         Command::TestHypervisor => demo::run_qemu_tests(),
         Command::Bench(args) => bench::run(&args),
         Command::FetchLinux => linux::fetch_linux(),
+        Command::Run(args) => run::run(&args),
+        Command::TestLinux => run::linux_boot_test(),
         Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),

@@ -26,6 +26,7 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
     crate::monitor_tests::run_qemu_tests()?;
     crate::monitor_tests::benchmark()?;
     crate::demo::run_qemu_tests()?;
+    crate::run::linux_boot_test()?;
     println!("xtask: all tests passed");
     Ok(())
 }
