@@ -14,11 +14,13 @@ pub struct CpuIndex(usize);
 
 impl CpuIndex {
     /// Wraps a linear CPU index.
+    #[inline]
     pub const fn new(index: usize) -> Self {
         Self(index)
     }
 
     /// The linear index.
+    #[inline]
     pub const fn get(self) -> usize {
         self.0
     }
@@ -44,11 +46,13 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     pub const CAPACITY: usize = WORDS * WORD_BITS;
 
     /// The empty set.
+    #[inline]
     pub const fn new() -> Self {
         Self { words: [0; WORDS] }
     }
 
     /// Adds `cpu`; returns `false` (and changes nothing) when `cpu` is beyond the capacity.
+    #[inline]
     pub fn insert(&mut self, cpu: CpuIndex) -> bool {
         match self.words.get_mut(cpu.0 / WORD_BITS) {
             Some(word) => {
@@ -60,6 +64,7 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     }
 
     /// Removes `cpu` (no effect when absent or beyond the capacity).
+    #[inline]
     pub fn remove(&mut self, cpu: CpuIndex) {
         if let Some(word) = self.words.get_mut(cpu.0 / WORD_BITS) {
             *word &= !(1 << (cpu.0 % WORD_BITS));
@@ -67,6 +72,7 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     }
 
     /// Whether `cpu` is in the set.
+    #[inline]
     pub fn contains(&self, cpu: CpuIndex) -> bool {
         self.words
             .get(cpu.0 / WORD_BITS)
@@ -74,11 +80,13 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     }
 
     /// Whether the set is empty.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.words.iter().all(|word| *word == 0)
     }
 
     /// The number of CPUs in the set.
+    #[inline]
     pub fn len(&self) -> usize {
         self.words
             .iter()
@@ -87,6 +95,7 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     }
 
     /// The lowest CPU in the set whose index is `from` or more.
+    #[inline]
     pub fn first_at_or_after(&self, from: usize) -> Option<CpuIndex> {
         let mut word_index = from / WORD_BITS;
         let first_word = self.words.get(word_index)?;
@@ -103,11 +112,13 @@ impl<const WORDS: usize> CpuSet<WORDS> {
     }
 
     /// The CPUs of the set in increasing index order.
+    #[inline]
     pub fn iter(&self) -> CpuSetIter<'_, WORDS> {
         CpuSetIter { set: self, next: 0 }
     }
 
     /// The raw bitmap: bit `i % 64` of word `i / 64` is CPU `i` (for building GIC target lists).
+    #[inline]
     pub const fn words(&self) -> &[u64; WORDS] {
         &self.words
     }
@@ -149,6 +160,7 @@ pub struct CpuSetIter<'a, const WORDS: usize> {
 impl<const WORDS: usize> Iterator for CpuSetIter<'_, WORDS> {
     type Item = CpuIndex;
 
+    #[inline]
     fn next(&mut self) -> Option<CpuIndex> {
         let cpu = self.set.first_at_or_after(self.next)?;
         self.next = cpu.0 + 1;

@@ -36,6 +36,7 @@ pub enum Inactivity {
 }
 
 impl From<Inactivity> for Activity {
+    #[inline]
     fn from(inactivity: Inactivity) -> Self {
         match inactivity {
             Inactivity::Off => Self::Off,
@@ -59,6 +60,7 @@ pub enum Affectedness {
 
 impl Affectedness {
     /// `Affected` for `true`, `Unaffected` for `false`.
+    #[inline]
     pub const fn from_affected(affected: bool) -> Self {
         if affected {
             Self::Affected
@@ -68,6 +70,7 @@ impl Affectedness {
     }
 
     /// Whether the CPU may need the workaround (`Affected` or `Unknown`).
+    #[inline]
     pub const fn may_be_affected(self) -> bool {
         !matches!(self, Self::Unaffected)
     }
@@ -90,11 +93,13 @@ impl CpuRecord {
     };
 
     /// Whether a caller must send this CPU the SGI and wait for it.
+    #[inline]
     pub const fn needs_rendezvous(self) -> bool {
         matches!(self.activity, Activity::Active) && self.affectedness.may_be_affected()
     }
 
     /// Packs the record into one byte (bits 0-1 activity, bits 2-3 affectedness).
+    #[inline]
     pub const fn to_bits(self) -> u8 {
         let activity = match self.activity {
             Activity::Active => 0,
@@ -112,6 +117,7 @@ impl CpuRecord {
 
     /// Unpacks [`Self::to_bits`]. Bits no writer produces decode to an active, possibly affected
     /// CPU: the answer that errs on the side of waiting.
+    #[inline]
     pub const fn from_bits(bits: u8) -> Self {
         let activity = match bits & 0b11 {
             0 => Activity::Active,
@@ -210,6 +216,7 @@ impl<const MAX_CPUS: usize> RendezvousStorage<MAX_CPUS> {
     }
 
     /// A view of the first `cpu_count` slots (clamped to `MAX_CPUS`): the CPUs present.
+    #[inline]
     pub fn memory(&self, cpu_count: usize) -> AtomicRendezvousMemory<'_> {
         let present = self.cpus.get(..cpu_count).unwrap_or(&self.cpus);
         AtomicRendezvousMemory::new(&self.request_counter.0, present)
@@ -234,6 +241,7 @@ pub struct AtomicRendezvousMemory<'a> {
 
 impl<'a> AtomicRendezvousMemory<'a> {
     /// A view over caller-provided storage: one slot per present CPU.
+    #[inline]
     pub const fn new(request_counter: &'a AtomicU64, cpus: &'a [PerCpuSlot]) -> Self {
         Self {
             request_counter,
@@ -243,20 +251,24 @@ impl<'a> AtomicRendezvousMemory<'a> {
 }
 
 impl RendezvousMemory for AtomicRendezvousMemory<'_> {
+    #[inline]
     fn cpu_count(&self) -> usize {
         self.cpus.len()
     }
 
+    #[inline]
     fn load_request_counter(&self) -> u64 {
         self.request_counter.load(Ordering::SeqCst)
     }
 
+    #[inline]
     fn increment_request_counter(&self) -> u64 {
         self.request_counter
             .fetch_add(1, Ordering::SeqCst)
             .wrapping_add(1)
     }
 
+    #[inline]
     fn load_serviced(&self, cpu: CpuIndex) -> u64 {
         // Out-of-range indices cannot come from the roles (their constructors check); reading 0
         // means "serviced nothing", which makes a caller wait rather than skip.
@@ -265,18 +277,21 @@ impl RendezvousMemory for AtomicRendezvousMemory<'_> {
             .map_or(0, |slot| slot.serviced.load(Ordering::SeqCst))
     }
 
+    #[inline]
     fn store_serviced(&self, cpu: CpuIndex, request: u64) {
         if let Some(slot) = self.cpus.get(cpu.get()) {
             slot.serviced.store(request, Ordering::SeqCst);
         }
     }
 
+    #[inline]
     fn load_cpu_record(&self, cpu: CpuIndex) -> CpuRecord {
         self.cpus.get(cpu.get()).map_or(CpuRecord::INITIAL, |slot| {
             CpuRecord::from_bits(slot.record.load(Ordering::SeqCst))
         })
     }
 
+    #[inline]
     fn store_cpu_record(&self, cpu: CpuIndex, record: CpuRecord) {
         if let Some(slot) = self.cpus.get(cpu.get()) {
             slot.record.store(record.to_bits(), Ordering::SeqCst);

@@ -18,13 +18,16 @@ pub enum WorkaroundOutcome<const WORDS: usize> {
     NotNeeded,
     /// The deadline passed before these CPUs answered.
     Timeout {
-        /// CPUs the caller was still waiting for.
+        /// CPUs the caller had not yet seen answer. The caller checks its targets in index order
+        /// and waits at the first silent one, so CPUs above the lowest member may have answered
+        /// unseen; the lowest member certainly had not at the last check.
         unanswered: CpuSet<WORDS>,
     },
 }
 
 impl<const WORDS: usize> WorkaroundOutcome<WORDS> {
     /// The SMCCC return value: 0, -3 (`SMC_DENIED`) or -1 (`SMC_UNK`, as TF-A on a timeout).
+    #[inline]
     pub const fn to_smc_return(&self) -> i32 {
         match self {
             Self::Done => SMC_SUCCESS,
@@ -34,6 +37,7 @@ impl<const WORDS: usize> WorkaroundOutcome<WORDS> {
     }
 
     /// [`Self::to_smc_return`] sign-extended to 64 bits, ready for `x0`.
+    #[inline]
     pub const fn to_x0(&self) -> u64 {
         // Sign extension is the intent: -1 becomes 0xFFFF_FFFF_FFFF_FFFF as SMCCC expects.
         self.to_smc_return() as i64 as u64

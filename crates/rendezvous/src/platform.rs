@@ -42,11 +42,13 @@ pub struct Deadline {
 
 impl Deadline {
     /// A deadline at clock tick `tick`.
+    #[inline]
     pub const fn at(tick: u64) -> Self {
         Self { tick }
     }
 
     /// A deadline `ticks` after `now` (saturating: never wraps into the past).
+    #[inline]
     pub const fn after(now: u64, ticks: u64) -> Self {
         Self {
             tick: now.saturating_add(ticks),
@@ -57,11 +59,13 @@ impl Deadline {
     pub const NEVER: Self = Self { tick: u64::MAX };
 
     /// The tick at which the deadline expires.
+    #[inline]
     pub const fn tick(self) -> u64 {
         self.tick
     }
 
     /// Whether the deadline has passed at clock value `now`.
+    #[inline]
     pub const fn has_passed(self, now: u64) -> bool {
         self.tick != u64::MAX && now >= self.tick
     }

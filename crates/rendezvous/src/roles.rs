@@ -12,6 +12,7 @@ use crate::platform::{Deadline, RendezvousPlatform};
 use crate::service::ServiceState;
 
 /// Checks that `cpu` has a slot in `memory`.
+#[inline]
 fn check_cpu<M: RendezvousMemory>(memory: &M, cpu: CpuIndex) -> Result<(), RendezvousError> {
     let cpu_count = memory.cpu_count();
     if cpu.get() < cpu_count {
@@ -65,7 +66,7 @@ pub enum CallerState<const WORDS: usize> {
         /// CPUs to wait for.
         targets: CpuSet<WORDS>,
     },
-    /// Next: read the serviced counter of `next`, a member of `remaining`.
+    /// Next: read the serviced counter of `next`, the lowest member of `remaining`.
     CheckServiced {
         /// This request's number.
         request: u64,
@@ -145,6 +146,7 @@ pub struct CallerRole<const WORDS: usize> {
 
 impl<const WORDS: usize> CallerRole<WORDS> {
     /// A request by CPU `me` that gives up at `deadline`.
+    #[inline]
     pub fn new<M: RendezvousMemory>(
         memory: &M,
         me: CpuIndex,
@@ -167,16 +169,19 @@ impl<const WORDS: usize> CallerRole<WORDS> {
     }
 
     /// The current state.
+    #[inline]
     pub const fn state(&self) -> &CallerState<WORDS> {
         &self.state
     }
 
     /// The calling CPU.
+    #[inline]
     pub const fn cpu(&self) -> CpuIndex {
         self.me
     }
 
     /// The outcome, once finished.
+    #[inline]
     pub const fn outcome(&self) -> Option<WorkaroundOutcome<WORDS>> {
         match self.state {
             CallerState::Finished(outcome) => Some(outcome),
@@ -185,6 +190,7 @@ impl<const WORDS: usize> CallerRole<WORDS> {
     }
 
     /// The action the next step performs (`None` once finished).
+    #[inline]
     pub const fn next_action(&self) -> Option<Action> {
         Some(match self.state {
             CallerState::Increment => Action::IncrementRequestCounter,
@@ -206,6 +212,7 @@ impl<const WORDS: usize> CallerRole<WORDS> {
     }
 
     /// Performs one step.
+    #[inline]
     pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
         &mut self,
         memory: &M,
@@ -282,22 +289,27 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 mut remaining,
                 next,
             } => {
-                if memory.load_serviced(next) >= request {
+                // A pass stops at the first CPU that has not answered: the caller has to wait for
+                // it anyway, and the next pass resumes there (`remaining` keeps only CPUs from
+                // `next` on), so each target's counter is read about once per call instead of
+                // once per pass.
+                let state = if memory.load_serviced(next) >= request {
                     remaining.remove(next);
-                }
-                let state = match remaining.first_at_or_after(next.get() + 1) {
-                    Some(following) => CallerState::CheckServiced {
+                    match remaining.first_at_or_after(next.get() + 1) {
+                        Some(following) => CallerState::CheckServiced {
+                            request,
+                            published,
+                            remaining,
+                            next: following,
+                        },
+                        None => CallerState::Finished(WorkaroundOutcome::Done),
+                    }
+                } else {
+                    CallerState::CheckOwnWork {
                         request,
                         published,
                         remaining,
-                        next: following,
-                    },
-                    None if remaining.is_empty() => CallerState::Finished(WorkaroundOutcome::Done),
-                    None => CallerState::CheckOwnWork {
-                        request,
-                        published,
-                        remaining,
-                    },
+                    }
                 };
                 (Action::LoadServiced(next), state)
             }
@@ -398,6 +410,7 @@ impl<const WORDS: usize> CallerRole<WORDS> {
     }
 
     /// The state that starts a pass over the CPUs still to answer (or finishes when none are).
+    #[inline]
     fn start_pass(request: u64, published: u64, remaining: CpuSet<WORDS>) -> CallerState<WORDS> {
         match remaining.first_at_or_after(0) {
             Some(next) => CallerState::CheckServiced {
@@ -420,6 +433,7 @@ pub struct ResponderRole {
 
 impl ResponderRole {
     /// A responder on CPU `me`.
+    #[inline]
     pub fn new<M: RendezvousMemory>(memory: &M, me: CpuIndex) -> Result<Self, RendezvousError> {
         check_cpu(memory, me)?;
         Ok(Self {
@@ -429,16 +443,19 @@ impl ResponderRole {
     }
 
     /// The current state.
+    #[inline]
     pub const fn state(&self) -> &ServiceState {
         &self.state
     }
 
     /// The action the next step performs (`None` once finished).
+    #[inline]
     pub const fn next_action(&self) -> Option<Action> {
         self.state.next_action(self.me)
     }
 
     /// Performs one step.
+    #[inline]
     pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
         &mut self,
         memory: &M,
@@ -477,6 +494,7 @@ pub struct LeaveRole {
 
 impl LeaveRole {
     /// CPU `me` leaving the active set to become `inactivity`.
+    #[inline]
     pub fn new<M: RendezvousMemory>(
         memory: &M,
         me: CpuIndex,
@@ -491,11 +509,13 @@ impl LeaveRole {
     }
 
     /// The current state.
+    #[inline]
     pub const fn state(&self) -> &LeaveState {
         &self.state
     }
 
     /// The action the next step performs (`None` once finished).
+    #[inline]
     pub const fn next_action(&self) -> Option<Action> {
         match &self.state {
             LeaveState::ReadOwnRecord => Some(Action::LoadCpuRecord(self.me)),
@@ -506,6 +526,7 @@ impl LeaveRole {
     }
 
     /// Performs one step.
+    #[inline]
     pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
         &mut self,
         memory: &M,
@@ -559,6 +580,7 @@ pub struct JoinRole {
 
 impl JoinRole {
     /// CPU `me`, which has (`affected`) the erratum or not, joining.
+    #[inline]
     pub fn new<M: RendezvousMemory>(
         memory: &M,
         me: CpuIndex,
@@ -573,11 +595,13 @@ impl JoinRole {
     }
 
     /// The current state.
+    #[inline]
     pub const fn state(&self) -> &JoinState {
         &self.state
     }
 
     /// The action the next step performs (`None` once finished).
+    #[inline]
     pub const fn next_action(&self) -> Option<Action> {
         match &self.state {
             JoinState::StoreActive => Some(Action::StoreCpuRecord(self.me)),
@@ -586,6 +610,7 @@ impl JoinRole {
     }
 
     /// Performs one step.
+    #[inline]
     pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
         &mut self,
         memory: &M,

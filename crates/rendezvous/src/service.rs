@@ -29,7 +29,11 @@ pub enum ServiceState {
 }
 
 impl ServiceState {
+    /// Steps from [`Self::ReadCounter`] to [`Self::Finished`]: servicing never branches.
+    pub const STEPS: usize = 4;
+
     /// The action the next step performs (`None` once finished).
+    #[inline]
     pub const fn next_action(&self, me: CpuIndex) -> Option<Action> {
         match self {
             Self::ReadCounter => Some(Action::LoadRequestCounter),
@@ -41,6 +45,7 @@ impl ServiceState {
     }
 
     /// Performs one step for CPU `me`.
+    #[inline]
     pub fn step<M: RendezvousMemory, P: RendezvousPlatform>(
         &mut self,
         me: CpuIndex,
@@ -68,5 +73,34 @@ impl ServiceState {
         };
         *self = next;
         Progress::Ran(action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::CellRendezvousMemory;
+    use crate::platform::RendezvousPlatform;
+
+    struct NoPlatform;
+    impl RendezvousPlatform for NoPlatform {
+        fn send_sgi<const N: usize>(&mut self, _: &crate::CpuSet<N>) {}
+        fn local_dsb(&mut self) {}
+        fn send_event(&mut self) {}
+        fn wait_for_event(&mut self) {}
+        fn now(&mut self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn servicing_takes_exactly_steps() {
+        let memory = CellRendezvousMemory::<1>::new(1);
+        let mut state = ServiceState::ReadCounter;
+        let mut taken = 0;
+        while let Progress::Ran(_) = state.step(CpuIndex::new(0), &memory, &mut NoPlatform) {
+            taken += 1;
+        }
+        assert_eq!(taken, ServiceState::STEPS);
     }
 }

@@ -240,15 +240,16 @@ fn timeout_names_the_cpu_that_never_answers() {
     sim.deadline_ticks = 60;
     sim.apply(0, Choice::Call);
     sim.run_until(0, Action::WaitForEvent);
-    sim.apply(2, Choice::TakeFiq);
-    sim.run_role(2);
-    // CPU 1 is never scheduled again.
+    sim.apply(1, Choice::TakeFiq);
+    sim.run_role(1);
+    // CPU 2 is never scheduled again. (The caller checks in index order and waits at the first
+    // silent CPU, so it is the lowest unanswered CPU that the outcome names for certain.)
     sim.run_role(0);
     let outcome = sim.last_outcome(0).expect("finished");
     assert_eq!(
         outcome,
         WorkaroundOutcome::Timeout {
-            unanswered: set(&[1])
+            unanswered: set(&[2])
         }
     );
     assert_eq!(outcome.to_smc_return(), -1);
@@ -373,5 +374,63 @@ impl rendezvous::RendezvousPlatform for NullPlatform {
     fn wait_for_event(&mut self) {}
     fn now(&mut self) -> u64 {
         0
+    }
+}
+
+/// A platform whose actions do nothing (the test drives the other CPUs through memory).
+struct QuietPlatform;
+
+impl rendezvous::RendezvousPlatform for QuietPlatform {
+    fn send_sgi<const N: usize>(&mut self, _: &CpuSet<N>) {}
+    fn local_dsb(&mut self) {}
+    fn send_event(&mut self) {}
+    fn wait_for_event(&mut self) {}
+    fn now(&mut self) -> u64 {
+        0
+    }
+}
+
+#[test]
+fn waiting_pass_stops_at_the_first_silent_cpu() {
+    use rendezvous::{CellRendezvousMemory, Progress, join_active_set};
+    let memory = CellRendezvousMemory::<4>::new(3);
+    for cpu in 0..3 {
+        join_active_set(&memory, &mut QuietPlatform, CpuIndex::new(cpu), true).expect("joins");
+    }
+    let mut caller =
+        CallerRole::<WORDS>::new(&memory, CpuIndex::new(0), Deadline::NEVER).expect("valid");
+    let step = |caller: &mut CallerRole<WORDS>| match caller.step(&memory, &mut QuietPlatform) {
+        Progress::Ran(action) => Some(action),
+        Progress::Finished(outcome) => {
+            assert_eq!(outcome, WorkaroundOutcome::Done);
+            None
+        }
+    };
+    while step(&mut caller) != Some(Action::SendEvent) {}
+    // CPU 2 answers at once; CPU 1 stays silent for two rounds.
+    let request = memory.load_request_counter();
+    memory.store_serviced(CpuIndex::new(2), request);
+    let round = [
+        Action::LoadServiced(CpuIndex::new(1)),
+        Action::LoadRequestCounter,
+        Action::ReadClock,
+        Action::WaitForEvent,
+    ];
+    for action in round.iter().chain(&round) {
+        assert_eq!(
+            step(&mut caller),
+            Some(*action),
+            "CPU 2 is not read while 1 is silent"
+        );
+    }
+    memory.store_serviced(CpuIndex::new(1), request);
+    // (expected action, or None once the caller has finished with `Done`)
+    let table = [
+        Some(Action::LoadServiced(CpuIndex::new(1))),
+        Some(Action::LoadServiced(CpuIndex::new(2))),
+        None,
+    ];
+    for expected in table {
+        assert_eq!(step(&mut caller), expected);
     }
 }

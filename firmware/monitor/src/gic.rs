@@ -1,17 +1,25 @@
 //! GICv3 set-up with `arm-gic`: every interrupt belongs to the Non-secure world (Group 1 NS) except
 //! the rendezvous SGI, which is Group 0, so it reaches EL3 as an FIQ (`SCR_EL3.FIQ` = 1) that EL1 and
 //! EL2 cannot mask.
+//!
+//! Configuration goes through `arm-gic`; the three accesses on the rendezvous' hot paths (send the
+//! SGI, acknowledge it, end it) are single system-register instructions written here, because the
+//! crate's versions are out-of-line calls that convert through enums, and these run once per call
+//! on the caller and once per interrupted CPU.
 
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
-use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SecureIntGroup, SgiTarget, SgiTargetGroup};
-use arm_gic::{IntId, InterruptGroup, UniqueMmioPointer};
+use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SecureIntGroup};
+use arm_gic::{IntId, UniqueMmioPointer};
 use core::ptr::NonNull;
 use platform_qemu::cpu::{MPIDR_AFFINITY_MASK, current_mpidr, mpidr_from_index};
 use platform_qemu::memory_map::{GICD_BASE, GICR_BASE, GICR_STRIDE, MAX_CPUS};
 use spin::mutex::SpinMutex;
 
-/// The SGI the erratum rendezvous sends (8: Linux uses 0 to 7 for its IPIs).
-pub const RENDEZVOUS_SGI: IntId = IntId::sgi(8);
+/// The number of the SGI the erratum rendezvous sends (8: Linux uses 0 to 7 for its IPIs); SGI `n`
+/// is INTID `n`.
+const RENDEZVOUS_SGI_NUMBER: u32 = 8;
+/// The SGI the erratum rendezvous sends.
+pub const RENDEZVOUS_SGI: IntId = IntId::sgi(RENDEZVOUS_SGI_NUMBER);
 /// Priority of the rendezvous SGI: the highest, beyond what the Non-secure world can mask with PMR.
 const RENDEZVOUS_PRIORITY: u8 = 0x00;
 /// GICR_TYPER.Last: this is the last redistributor of the region.
@@ -101,48 +109,75 @@ pub fn init_cpu(cpu: usize) {
     GicCpuInterface::enable_group1_non_secure(true);
 }
 
-/// Sends the rendezvous SGI to the CPUs with the given dense indices (in increasing order): one
-/// `ICC_SGI0R_EL1` write per cluster of 16 CPUs (Aff1), so any number of CPUs can be targeted.
-pub fn send_rendezvous_sgi(targets: impl Iterator<Item = usize>) {
-    let mut cluster: Option<u64> = None;
-    let mut target_list: u16 = 0;
-    for cpu in targets {
-        let affinity = mpidr_from_index(cpu);
-        let this_cluster = affinity >> 8;
-        if cluster.is_some_and(|current| current != this_cluster) {
-            send_to_cluster(cluster, target_list);
-            target_list = 0;
+/// CPUs per `ICC_SGI0R_EL1` target list: one Aff1 cluster (Aff0 0 to 15).
+const CPUS_PER_TARGET_LIST: usize = 16;
+/// `ICC_SGI0R_EL1.INTID` (bits 27:24) for [`RENDEZVOUS_SGI`].
+const SGIR_RENDEZVOUS_INTID: u64 = (RENDEZVOUS_SGI_NUMBER as u64) << 24;
+/// Shift of `ICC_SGI0R_EL1.Aff1`.
+const SGIR_AFF1_SHIFT: u32 = 16;
+/// INTIDs from this value up are special (1020-1023: nothing to acknowledge, or not for this group).
+const FIRST_SPECIAL_INTID: u32 = 1020;
+/// `ICC_IAR0_EL1.INTID`: 24 bits.
+const INTID_MASK: u64 = 0xFF_FFFF;
+
+/// Sends the rendezvous SGI to the CPUs of a bitmap of dense indices (bit `i % 64` of word `i / 64`
+/// is CPU `i`): one `ICC_SGI0R_EL1` write per cluster of 16 CPUs that has a target, taken straight
+/// from the bitmap. The dense index is `Aff1 * 16 + Aff0` on this platform (`platform_qemu::cpu`),
+/// so bits `16 k .. 16 k + 15` are exactly the target list of cluster `Aff1 = k`.
+///
+/// Written against the register rather than with `arm_gic`'s `send_sgi` (an out-of-line call that
+/// rebuilds the value from an enum per cluster): this runs on every erratum call, and a caller's
+/// instructions are the call's cost. Callers order their earlier stores first (`DSB ISHST`).
+pub fn send_rendezvous_sgi(targets: &[u64]) {
+    for (word_index, word) in targets.iter().enumerate() {
+        let mut remaining = *word;
+        while remaining != 0 {
+            let bit = remaining.trailing_zeros() as usize;
+            let chunk = bit / CPUS_PER_TARGET_LIST * CPUS_PER_TARGET_LIST;
+            let target_list = (remaining >> chunk) & 0xFFFF;
+            remaining &= !(0xFFFF << chunk);
+            let first_cpu = word_index * 64 + chunk;
+            let cluster = (mpidr_from_index(first_cpu) >> 8) & 0xFF;
+            let sgir = SGIR_RENDEZVOUS_INTID | (cluster << SGIR_AFF1_SHIFT) | target_list;
+            // SAFETY: writing ICC_SGI0R_EL1 at EL3 (system-register interface enabled by `init_cpu`)
+            // only raises Group 0 SGI 8 at the listed CPUs of cluster `cluster`; Aff2, Aff3 and IRM
+            // are 0, which is right on this platform. No memory is touched.
+            unsafe {
+                core::arch::asm!("msr icc_sgi0r_el1, {}", in(reg) sgir, options(nomem, nostack, preserves_flags));
+            }
         }
-        cluster = Some(this_cluster);
-        target_list |= 1 << (affinity & 0xF);
     }
-    send_to_cluster(cluster, target_list);
+    // SAFETY: ISB only synchronises the context: the SGI writes above are issued before what follows.
+    unsafe { core::arch::asm!("isb", options(nomem, nostack, preserves_flags)) };
 }
 
-/// One SGI write for the CPUs of `target_list` in cluster `cluster` (Aff2 and Aff3 are 0 on this
-/// platform).
-fn send_to_cluster(cluster: Option<u64>, target_list: u16) {
-    let Some(cluster) = cluster else {
-        return;
-    };
-    let target = SgiTarget::List {
-        affinity3: 0,
-        affinity2: 0,
-        affinity1: (cluster & 0xFF) as u8,
-        target_list,
-    };
-    // Cannot fail: RENDEZVOUS_SGI is an SGI.
-    let _ = GicCpuInterface::send_sgi(RENDEZVOUS_SGI, target, SgiTargetGroup::Group0);
+/// Acknowledges the highest-priority pending Group 0 interrupt (`ICC_IAR0_EL1`); `None` when there
+/// is none (a special INTID). Read directly: it runs on every CPU the rendezvous interrupts.
+pub fn acknowledge_group0() -> Option<u32> {
+    let iar: u64;
+    // SAFETY: reading ICC_IAR0_EL1 at EL3 acknowledges the pending Group 0 interrupt, which the FIQ
+    // handler is about to handle and end with `end_group0`; no memory is touched.
+    unsafe {
+        core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nomem, nostack, preserves_flags));
+    }
+    // The mask keeps 24 bits, so the value fits.
+    let intid = (iar & INTID_MASK) as u32;
+    (intid < FIRST_SPECIAL_INTID).then_some(intid)
 }
 
-/// Acknowledges the highest-priority pending Group 0 interrupt; `None` when there is none.
-pub fn acknowledge_group0() -> Option<IntId> {
-    GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group0)
+/// Whether `intid` (from [`acknowledge_group0`]) is the rendezvous SGI.
+pub fn is_rendezvous_sgi(intid: u32) -> bool {
+    intid == RENDEZVOUS_SGI_NUMBER
 }
 
-/// Ends a Group 0 interrupt acknowledged by [`acknowledge_group0`].
-pub fn end_group0(intid: IntId) {
-    GicCpuInterface::end_interrupt(intid, InterruptGroup::Group0);
+/// Ends (priority drop and deactivation, `EOImode` 0) a Group 0 interrupt acknowledged by
+/// [`acknowledge_group0`].
+pub fn end_group0(intid: u32) {
+    // SAFETY: writing ICC_EOIR0_EL1 with the INTID just acknowledged on this CPU ends that interrupt;
+    // no memory is touched.
+    unsafe {
+        core::arch::asm!("msr icc_eoir0_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
+    }
 }
 
 /// Whether the rendezvous SGI is pending and whether it is active at CPU `cpu` (diagnostics).

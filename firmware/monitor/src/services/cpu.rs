@@ -31,10 +31,20 @@ const WORDS: usize = MAX_CPUS.div_ceil(64);
 static RENDEZVOUS: RendezvousStorage<MAX_CPUS> = RendezvousStorage::new();
 /// Whether each CPU has the erratum (set by the CPU itself).
 static AFFECTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Rendezvous SGIs each CPU has answered (statistics for the tests and the demo).
+/// Rendezvous SGIs each CPU has answered (statistics for the tests and the demo). Each counter has
+/// one writer, its CPU's FIQ handler, so a plain load and store replace a read-modify-write.
 static SGIS_ANSWERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Rendezvous SGIs sent, all CPUs together.
-static SGIS_SENT: AtomicU64 = AtomicU64::new(0);
+/// Rendezvous SGIs each CPU has sent as a caller (one writer each, like [`SGIS_ANSWERED`]); the
+/// statistics call reports their sum.
+static SGIS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Adds `amount` to a counter that only this CPU writes (with FIQs masked, so never concurrently).
+fn add_to_own_counter(counter: &AtomicU64, amount: u64) {
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(amount),
+        Ordering::Relaxed,
+    );
+}
 /// Whether each CPU has recorded its affectedness (once, at cold boot).
 static RECORDED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 /// CPUs that have recorded their affectedness in the pen at cold boot.
@@ -59,8 +69,10 @@ impl RendezvousPlatform for Platform {
     fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
         // SAFETY: a barrier only orders memory accesses.
         unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
-        gic::send_rendezvous_sgi(targets.iter().map(CpuIndex::get));
-        SGIS_SENT.fetch_add(targets.len() as u64, Ordering::Relaxed);
+        gic::send_rendezvous_sgi(targets.words());
+        if let Some(sent) = SGIS_SENT.get(crate::cpu_index()) {
+            add_to_own_counter(sent, targets.len() as u64);
+        }
     }
 
     fn local_dsb(&mut self) {
@@ -168,12 +180,14 @@ pub fn handle_fiq() {
     let Some(intid) = gic::acknowledge_group0() else {
         return;
     };
-    if intid == gic::RENDEZVOUS_SGI {
+    if gic::is_rendezvous_sgi(intid) {
         let cpu = crate::cpu_index();
         if let Err(error) = rendezvous::handle_sgi(&memory(), &mut Platform, CpuIndex::new(cpu)) {
             println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
         }
-        SGIS_ANSWERED[cpu].fetch_add(1, Ordering::Relaxed);
+        if let Some(answered) = SGIS_ANSWERED.get(cpu) {
+            add_to_own_counter(answered, 1);
+        }
     }
     gic::end_group0(intid);
 }
@@ -236,7 +250,10 @@ pub fn statistics(cpu: usize) -> Option<CpuStatistics> {
     Some(CpuStatistics {
         serviced: memory().load_serviced(CpuIndex::new(cpu)),
         sgis_answered: SGIS_ANSWERED[cpu].load(Ordering::Relaxed),
-        sgis_sent: SGIS_SENT.load(Ordering::Relaxed),
+        sgis_sent: SGIS_SENT
+            .iter()
+            .map(|sent| sent.load(Ordering::Relaxed))
+            .sum(),
     })
 }
 

@@ -91,7 +91,15 @@ pub fn dispatch(context: &mut Context) {
             .find(|service| service.owns(function_id))
             .map_or(SmcReturn::one(SMC_UNKNOWN), |service| service.handle(&call))
     };
-    context.registers[..result.count].copy_from_slice(&result.values[..result.count]);
+    // Results are one register or four: written register by register, since a slice copy of a
+    // run-time length becomes a call to `memcpy` on every SMC.
+    let [x0, x1, x2, x3] = result.values;
+    context.registers[0] = x0;
+    if result.count > 1 {
+        context.registers[1] = x1;
+        context.registers[2] = x2;
+        context.registers[3] = x3;
+    }
 }
 
 /// Per-CPU set-up of the services on a CPU that is about to run Non-secure code.
