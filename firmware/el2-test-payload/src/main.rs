@@ -40,6 +40,9 @@ pub enum Scenario {
     /// The erratum call while the other CPUs are in standby or power-down suspend: they are neither
     /// interrupted nor waited for, and they catch up when they wake.
     ErratumSuspended,
+    /// Retired instructions per call with the other CPUs busy at EL1 (a loop that yields, so that
+    /// `-icount` turns stay fair; run under `-icount`).
+    BenchmarkBusy,
 }
 
 impl Scenario {
@@ -53,6 +56,7 @@ impl Scenario {
             6 => Self::Benchmark,
             7 => Self::Reset,
             8 => Self::ErratumSuspended,
+            9 => Self::BenchmarkBusy,
             _ => return None,
         })
     }

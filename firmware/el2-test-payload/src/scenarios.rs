@@ -126,7 +126,8 @@ pub fn run(parameters: Parameters) -> ! {
         Scenario::Erratum => erratum_scenario(),
         Scenario::ErratumMasked => masked_scenario(),
         Scenario::ErratumChurn => churn_scenario(),
-        Scenario::Benchmark => benchmark(),
+        Scenario::Benchmark => benchmark(Job::Park),
+        Scenario::BenchmarkBusy => benchmark(Job::SpinAtEl1),
         Scenario::ErratumSuspended => suspended_scenario(),
         Scenario::Reset => {
             println!("payload: reset: calling SYSTEM_RESET");
@@ -409,29 +410,44 @@ fn suspended_scenario() -> ! {
     finish("erratum-suspended")
 }
 
-/// Retired instructions per call, other CPUs parked in WFI (run under `-icount shift=0,sleep=off`).
-fn benchmark() -> ! {
+/// Retired instructions per call, the other CPUs doing `others` (run under `-icount
+/// shift=0,sleep=off`): [`Job::Park`] parks them in WFI at EL2, [`Job::SpinAtEl1`] keeps them busy
+/// in a loop at EL1 that yields every iteration (their loop instructions count too: under `-icount`
+/// the counter sums every vCPU).
+fn benchmark(others: Job) -> ! {
     let cpus = cpu_count();
     for cpu in 1..cpus {
-        check!(cpu_on(cpu, Job::Park) == 0, "CPU_ON({cpu}) failed");
+        check!(cpu_on(cpu, others) == 0, "CPU_ON({cpu}) failed");
     }
-    for online in ONLINE.iter().take(cpus).skip(1) {
-        while !online.load(Ordering::SeqCst) {
-            calls::wait_for_event();
+    for cpu in 1..cpus {
+        if others == Job::SpinAtEl1 {
+            while AT_EL1[cpu].load(Ordering::SeqCst) == 0 {
+                calls::wait_for_event();
+            }
+        } else {
+            while !ONLINE[cpu].load(Ordering::SeqCst) {
+                calls::wait_for_event();
+            }
         }
     }
+    let (name, label) = if others == Job::SpinAtEl1 {
+        ("benchmark-busy", "busy-el1")
+    } else {
+        ("benchmark", "wfi")
+    };
     let iterations = ITERATIONS.load(Ordering::SeqCst);
     // The instructions of the measurement itself (counter reads, barriers), subtracted below.
     let overhead = measure(0, 0);
     let null = measure(SMCCC_VERSION, iterations).saturating_sub(overhead);
     let erratum = measure(ERRATUM_CALL, iterations).saturating_sub(overhead);
     println!(
-        "payload: benchmark: cpus={cpus} iterations={iterations} null_smc_total={null} erratum_total={erratum} \
-         null_smc_per_call={} erratum_per_call={} (loop body: 4 instructions, included)",
+        "payload: {name}: cpus={cpus} others={label} iterations={iterations} null_smc_total={null} \
+         erratum_total={erratum} null_smc_per_call={} erratum_per_call={} (loop body: 4 instructions, \
+         included)",
         null / iterations,
         erratum / iterations
     );
-    finish("benchmark")
+    finish(name)
 }
 
 /// Retired instructions (PMU event 0x08, all vCPUs together under -icount) of `iterations` SMCs

@@ -4,18 +4,22 @@
 //! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
 //! scenarios chosen by the parameter block QEMU writes at
 //! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
-//! the demo, 2 the hostile host; word 1: guest memory in MiB, 0 for 16; word 2: guest image size):
+//! the demo, 2 the hostile host, 3 the donation benchmark; word 1: guest memory in MiB, 0 for 16;
+//! word 2: guest image size; benchmark only: word 3 pages per `DONATE_GUEST` call, word 4 non-zero
+//! for 2 MiB-aligned ranges):
 //!
 //! * [`demo`]: a protected VM from start to finish, with a summary;
 //! * [`hostile`]: hypercalls with bad arguments, each with its exact error, and checks that nothing
-//!   changed.
+//!   changed;
+//! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`).
 //!
-//! Both end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
+//! All end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
 //! The host runs with a fixed identity map at stage 1 ([`mmu`]); the hypervisor's stage-2 decides
 //! what it may touch.
 #![no_std]
 #![no_main]
 
+mod bench;
 mod calls;
 mod demo;
 mod hostile;
@@ -52,6 +56,12 @@ pub struct Parameters {
     pub guest_pages: u64,
     /// Size of the guest image QEMU loaded (0: unknown, copy the largest allowed).
     pub image_size: u64,
+    /// Run the donation benchmark instead of the demo.
+    pub benchmark: bool,
+    /// Benchmark: pages per `DONATE_GUEST` call.
+    pub pages_per_call: u64,
+    /// Benchmark: donate 2 MiB-aligned ranges (blocks possible) rather than ranges one page off.
+    pub block_aligned: bool,
 }
 
 fn read_parameters() -> Parameters {
@@ -63,6 +73,8 @@ fn read_parameters() -> Parameters {
             base.read_volatile(),
             base.add(1).read_volatile(),
             base.add(2).read_volatile(),
+            base.add(3).read_volatile(),
+            base.add(4).read_volatile(),
         ]
     };
     let mebibytes = if words[1] == 0 { 16 } else { words[1].min(256) };
@@ -70,6 +82,9 @@ fn read_parameters() -> Parameters {
         hostile: words[0] == 2,
         guest_pages: mebibytes * 256,
         image_size: words[2],
+        benchmark: words[0] == 3,
+        pages_per_call: words[3].max(1),
+        block_aligned: words[4] != 0,
     }
 }
 
@@ -85,6 +100,11 @@ extern "C" fn host_main(device_tree: u64) -> ! {
         (read_sysreg!("CurrentEL") >> 2) & 3
     );
     let parameters = read_parameters();
+    if parameters.benchmark {
+        let passed = bench::run(parameters, device_tree);
+        println!("host: RESULT: {}", if passed { "PASS" } else { "FAIL" });
+        platform_qemu::semihosting::exit(if passed { 0 } else { 1 })
+    }
     let cpus = secondaries::start_all(device_tree);
     let passed = if parameters.hostile {
         hostile::run(parameters)

@@ -28,6 +28,10 @@ static FINISHED: AtomicU64 = AtomicU64::new(0);
 static REVIVED: AtomicU64 = AtomicU64::new(0);
 /// Context id bit of a CPU's second start.
 const SECOND_START: u64 = 1 << 32;
+/// Context id bit of a CPU started to idle in `WFI` (the benchmark).
+const IDLE_START: u64 = 1 << 33;
+/// CPUs idling in `WFI`.
+static IDLE: AtomicU64 = AtomicU64::new(0);
 /// `AFFINITY_INFO`'s answer for a CPU that is off.
 const AFFINITY_OFF: u64 = 1;
 /// Rounds each CPU did (written by its loop when it ends).
@@ -56,7 +60,10 @@ fn wait_until(done: impl Fn() -> bool) {
     let frequency = read_sysreg!("cntfrq_el0");
     let deadline = read_sysreg!("cntpct_el0").saturating_add(frequency.saturating_mul(2));
     while !done() && read_sysreg!("cntpct_el0") < deadline {
-        core::hint::spin_loop();
+        // YIELD, not `spin_loop()` (an ISB on aarch64): under `-icount` QEMU runs the vCPUs in turns
+        // and only a YIELD/WFE/WFI ends this CPU's turn, so the CPUs being waited for get to run.
+        // SAFETY: YIELD is a hint with no architectural effect.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack)) };
     }
 }
 
@@ -102,8 +109,46 @@ pub fn start_all(device_tree: u64) -> usize {
     1 + arrived as usize
 }
 
+/// Starts every other CPU of the device tree to idle in `WFI` (the benchmark: they only wake for the
+/// rendezvous, which the monitor handles at EL3); returns the number of CPUs online.
+pub fn start_idle(device_tree: u64) -> usize {
+    // SAFETY: as in `start_all`: the device tree is host memory the hypervisor handed over.
+    let tree = unsafe { core::slice::from_raw_parts(device_tree as *const u8, 0x10_0000) };
+    let cpus = device_tree::DeviceTree::new(tree)
+        .and_then(|tree| tree.cpu_count())
+        .unwrap_or(1)
+        .min(MAX_CPUS);
+    let mut started = 0;
+    for cpu in 1..cpus {
+        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
+        let entry = host_secondary_entry as *const () as u64;
+        let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | IDLE_START])[0];
+        if result == 0 {
+            started += 1;
+        } else {
+            println!("host: CPU_ON of CPU {cpu} answered {}", result as i64);
+        }
+    }
+    // Not `wait_until`: under `-icount` a wait must pass the turn to the other vCPUs (YIELD), or
+    // it keeps its whole turn and the CPUs it waits for never run. Bounded all the same.
+    let frequency = read_sysreg!("cntfrq_el0");
+    let deadline = read_sysreg!("cntpct_el0").saturating_add(frequency.saturating_mul(2));
+    while IDLE.load(Ordering::Acquire) < started && read_sysreg!("cntpct_el0") < deadline {
+        // SAFETY: YIELD is a hint; it touches no memory.
+        unsafe { core::arch::asm!("yield", options(nomem, nostack)) };
+    }
+    1 + IDLE.load(Ordering::Acquire) as usize
+}
+
 /// A secondary CPU's life: store loop until stopped, then `CPU_OFF`; after the second start, wait.
 pub fn run(context: u64) -> ! {
+    if context & IDLE_START != 0 {
+        IDLE.fetch_add(1, Ordering::Release);
+        loop {
+            // SAFETY: WFI only waits; the rendezvous FIQ goes to EL3 and returns here.
+            unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+        }
+    }
     if context & SECOND_START != 0 {
         REVIVED.fetch_add(1, Ordering::Release);
         loop {

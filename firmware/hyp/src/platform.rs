@@ -89,12 +89,40 @@ fn data_cache_line_size() -> usize {
     4 << ((ctr >> 16) & 0xF)
 }
 
+/// Pages of the last revocation (`firmware-call-per-page` builds only): the benchmark's stand-in
+/// for upstream Linux's placement makes one erratum call per page of it.
+#[cfg(feature = "firmware-call-per-page")]
+static REVOKED_PAGES: AtomicU64 = AtomicU64::new(1);
+
+/// Erratum calls one ownership change makes: one, or (benchmark build) one per page it revoked.
+fn calls_per_revocation() -> u64 {
+    #[cfg(feature = "firmware-call-per-page")]
+    {
+        REVOKED_PAGES.load(Ordering::Relaxed).max(1)
+    }
+    #[cfg(not(feature = "firmware-call-per-page"))]
+    {
+        1
+    }
+}
+
 impl ProtectionPlatform for HypPlatform {
     fn firmware_dvm_sync(&mut self) -> Result<(), i64> {
-        DVM_SYNC_CALLS.fetch_add(1, Ordering::Relaxed);
-        match firmware::dvm_sync() {
-            0 => Ok(()),
-            code => Err(code),
+        for _ in 0..calls_per_revocation() {
+            DVM_SYNC_CALLS.fetch_add(1, Ordering::Relaxed);
+            let code = firmware::dvm_sync();
+            if code != 0 {
+                return Err(code);
+            }
+        }
+        Ok(())
+    }
+
+    #[cfg(feature = "firmware-call-per-page")]
+    fn observe(&mut self, event: mem_protect::ProtectionEvent) {
+        if let mem_protect::ProtectionEvent::HostAccessRevoked { range } = event {
+            let pages = (range.end - range.start) / mem_protect::PAGE_SIZE;
+            REVOKED_PAGES.store(pages, Ordering::Relaxed);
         }
     }
 
