@@ -21,7 +21,25 @@ pub fn timeline(title: &str, counterexample: &Counterexample) -> String {
     let lanes = counterexample.lanes.len().max(1);
     let steps = counterexample.steps.len();
     let plot_width = LEFT + STEP_WIDTH * (steps + 1);
-    let width = plot_width.max(900);
+    // Monospace text: about 9 px per character at 15 px (the title) and 7.5 px at 12 px (the list).
+    let title_width = 20 + title.chars().count() * 9;
+    let lane_name = |lane: usize| {
+        counterexample
+            .lanes
+            .get(lane)
+            .map_or(1, |name| name.chars().count())
+    };
+    let longest_line = counterexample
+        .steps
+        .iter()
+        .map(|step| step.text.chars().count() + lane_name(step.lane) + 8)
+        .chain([counterexample.message.chars().count()])
+        .max()
+        .unwrap_or(0);
+    let width = plot_width
+        .max(900)
+        .max(title_width)
+        .max(20 + longest_line * 15 / 2);
     let plot_bottom = TOP + LANE_HEIGHT * lanes;
     let list_top = plot_bottom + 30;
     let height = list_top + LINE_HEIGHT * (steps + 3);
