@@ -592,6 +592,28 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         }
     }
 
+    /// The checks of a share or unshare of one guest page: the guest maps `guest_address` with
+    /// `from.0` and the host sees the page as `from.1`; the guest's table can take the page state
+    /// `to`. Returns the host page and the guest-side change.
+    fn check_guest_page_change(
+        &self,
+        slot: usize,
+        guest_address: u64,
+        from: (PageState, OwnershipKind),
+        to: PageState,
+    ) -> Result<(u64, Operation), MemProtectError> {
+        let address = self.guest_page(slot, guest_address, from.0)?;
+        self.expect_host_state(&(address..address + PAGE_SIZE), from.1)?;
+        let guest_operation = Operation::SetPageState(to);
+        tables_available(
+            &self.vm_at(slot).stage2,
+            guest_address,
+            PAGE_SIZE,
+            guest_operation,
+        )?;
+        Ok((address, guest_operation))
+    }
+
     /// Guest → shared with the host, one page: the host may map it (no erratum path: it gains access).
     pub fn guest_share_host(
         &mut self,
@@ -599,16 +621,13 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         guest_address: u64,
     ) -> Result<u64, MemProtectError> {
         let slot = self.live_vm_slot(vm)?;
-        let address = self.guest_page(slot, guest_address, PageState::Owned)?;
-        let page = address..address + PAGE_SIZE;
-        self.expect_host_state(&page, OwnershipKind::Guest)?;
-        let guest_operation = Operation::SetPageState(PageState::SharedOwned);
-        tables_available(
-            &self.vm_at(slot).stage2,
+        let (address, guest_operation) = self.check_guest_page_change(
+            slot,
             guest_address,
-            PAGE_SIZE,
-            guest_operation,
+            (PageState::Owned, OwnershipKind::Guest),
+            PageState::SharedOwned,
         )?;
+        let page = address..address + PAGE_SIZE;
         let host_operation = host_map(address, PageState::SharedBorrowed);
         tables_available(&self.host, address, PAGE_SIZE, host_operation)?;
 
@@ -633,16 +652,13 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         guest_address: u64,
     ) -> Result<u64, MemProtectError> {
         let slot = self.live_vm_slot(vm)?;
-        let address = self.guest_page(slot, guest_address, PageState::SharedOwned)?;
-        let page = address..address + PAGE_SIZE;
-        self.expect_host_state(&page, OwnershipKind::SharedByGuest)?;
-        let guest_operation = Operation::SetPageState(PageState::Owned);
-        tables_available(
-            &self.vm_at(slot).stage2,
+        let (address, guest_operation) = self.check_guest_page_change(
+            slot,
             guest_address,
-            PAGE_SIZE,
-            guest_operation,
+            (PageState::SharedOwned, OwnershipKind::SharedByGuest),
+            PageState::Owned,
         )?;
+        let page = address..address + PAGE_SIZE;
         let annotation = guest_annotation(GuestPageMetadata::new(vm, address, guest_address));
         tables_available(
             &self.host,
