@@ -18,7 +18,9 @@
 mod report;
 mod table_memory;
 
-use crate::firmware::{self, Image};
+use crate::firmware::{
+    self, HOST, HOST_ADDRESS, HYPERVISOR, HYPERVISOR_CALL_PER_PAGE, MONITOR, PAYLOAD,
+};
 use crate::qemu::{self, Run};
 use clap::Args;
 use serde_json::{Value, json};
@@ -38,29 +40,6 @@ pub struct BenchArgs {
     #[arg(long)]
     update_baseline: bool,
 }
-
-const MONITOR: Image = Image {
-    package: "monitor",
-    features: "",
-};
-const PAYLOAD: Image = Image {
-    package: "el2-test-payload",
-    features: "",
-};
-const HYPERVISOR: Image = Image {
-    package: "hyp",
-    features: "",
-};
-const HYPERVISOR_CALL_PER_PAGE: Image = Image {
-    package: "hyp",
-    features: "firmware-call-per-page",
-};
-const HOST: Image = Image {
-    package: "host-demo",
-    features: "",
-};
-/// Where the hypervisor enters the host (`platform_qemu::hypervisor_map::HOST_ENTRY`).
-const HOST_ADDRESS: u64 = 0x4220_0000;
 
 /// An affected CPU model (the fix runs) and an unaffected one (it is never needed).
 const AFFECTED: &str = "c1-pro-r0p2";

@@ -5,37 +5,12 @@
 //! hypervisor and the host print must match what the configuration requires (protected mode on or
 //! refused, firmware calls made or not, their number).
 
-use crate::firmware::{self, Image};
+use crate::firmware::{
+    self, GUEST, GUEST_IMAGE_ADDRESS, HOST, HOST_ADDRESS, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX,
+};
 use crate::qemu::{self, Run};
 use clap::Args;
 use std::time::Duration;
-
-/// The monitor with the erratum call.
-const MONITOR: Image = Image {
-    package: "monitor",
-    features: "",
-};
-/// The monitor built as firmware without the fix (answers the erratum call with -1).
-const MONITOR_WITHOUT_FIX: Image = Image {
-    package: "monitor",
-    features: "without-erratum-fix",
-};
-const HYPERVISOR: Image = Image {
-    package: "hyp",
-    features: "",
-};
-const HOST: Image = Image {
-    package: "host-demo",
-    features: "",
-};
-const GUEST: Image = Image {
-    package: "guest-demo",
-    features: "",
-};
-/// Where the hypervisor enters the host (`platform_qemu::hypervisor_map::HOST_ENTRY`).
-const HOST_ADDRESS: u64 = 0x4220_0000;
-/// Where the guest image is loaded into host memory (`GUEST_IMAGE_LOAD_ADDRESS`).
-const GUEST_IMAGE_ADDRESS: u64 = 0x4300_0000;
 
 /// Options of `cargo xtask demo`.
 #[derive(Args, Clone, Debug)]

@@ -25,6 +25,47 @@ pub struct Image<'a> {
     pub features: &'a str,
 }
 
+/// The monitor with the erratum call.
+pub const MONITOR: Image = Image {
+    package: "monitor",
+    features: "",
+};
+/// The monitor built without the fix: answers the erratum call with -1.
+pub const MONITOR_WITHOUT_FIX: Image = Image {
+    package: "monitor",
+    features: "without-erratum-fix",
+};
+/// The EL2 test payload that drives the monitor's scenarios.
+pub const PAYLOAD: Image = Image {
+    package: "el2-test-payload",
+    features: "",
+};
+/// The protected hypervisor.
+pub const HYPERVISOR: Image = Image {
+    package: "hyp",
+    features: "",
+};
+/// The hypervisor with upstream Linux's placement: one firmware call per page (benchmarks only).
+pub const HYPERVISOR_CALL_PER_PAGE: Image = Image {
+    package: "hyp",
+    features: "firmware-call-per-page",
+};
+/// The demo host (EL1).
+pub const HOST: Image = Image {
+    package: "host-demo",
+    features: "",
+};
+/// The demo's protected guest.
+pub const GUEST: Image = Image {
+    package: "guest-demo",
+    features: "",
+};
+/// Where the hypervisor enters the host (`platform_qemu::hypervisor_map::HOST_ENTRY`).
+pub const HOST_ADDRESS: u64 = 0x4220_0000;
+/// Where QEMU loads the guest image into host memory
+/// (`platform_qemu::hypervisor_map::GUEST_IMAGE_LOAD_ADDRESS`).
+pub const GUEST_IMAGE_ADDRESS: u64 = 0x4300_0000;
+
 /// The root of the workspace (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

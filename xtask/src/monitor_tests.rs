@@ -2,27 +2,11 @@
 //! reports with a `payload: <name>: PASS` marker and its exit status. Also `cargo xtask build` and
 //! `cargo xtask run-payload`, and the instruction-count benchmark.
 
-use crate::firmware::{self, Image};
+use crate::firmware::{self, MONITOR, MONITOR_WITHOUT_FIX, PAYLOAD};
 use crate::qemu::{self, Run};
 use clap::Args;
 use std::path::Path;
 use std::time::Duration;
-
-/// The monitor with the erratum call.
-const MONITOR: Image = Image {
-    package: "monitor",
-    features: "",
-};
-/// The monitor built as firmware without the fix (answers -1).
-const MONITOR_WITHOUT_FIX: Image = Image {
-    package: "monitor",
-    features: "without-erratum-fix",
-};
-/// The EL2 test payload.
-const PAYLOAD: Image = Image {
-    package: "el2-test-payload",
-    features: "",
-};
 
 /// Options of `cargo xtask build`.
 #[derive(Args)]

@@ -11,7 +11,7 @@
 //! protected hypervisor instead, which reserves its own memory in the tree and enters the kernel at
 //! EL1 from the host's entry point.
 
-use crate::firmware::{self, Image};
+use crate::firmware::{self, HOST_ADDRESS, HYPERVISOR, MONITOR};
 use crate::linux::{self, INITRD_ADDRESS, KERNEL_ADDRESS};
 use crate::qemu::{self, Run};
 use clap::Args;
@@ -20,19 +20,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// The monitor with the erratum call.
-const MONITOR: Image = Image {
-    package: "monitor",
-    features: "",
-};
-/// The protected hypervisor (`--hypervisor`).
-const HYPERVISOR: Image = Image {
-    package: "hyp",
-    features: "",
-};
-/// Where the hypervisor enters the host at EL1 (`platform_qemu::hypervisor_map::HOST_ENTRY`): the
-/// kernel's load address under `--hypervisor`.
-const HOST_ADDRESS: u64 = 0x4220_0000;
 /// End of DRAM as `qemu::Run` configures it (`-m 1G` from 0x4000_0000).
 const DRAM_END: u64 = 0x8000_0000;
 /// The kernel command line when `--append` is not given.
