@@ -1,26 +1,6 @@
 //! SMCs to the monitor and the few system-register operations the scenarios need.
 
-/// Makes an SMC with x0 = `function_id` and x1-x3 = `arguments`; returns x0-x3.
-pub fn smc(function_id: u32, arguments: [u64; 3]) -> [u64; 4] {
-    let mut registers = [
-        u64::from(function_id),
-        arguments[0],
-        arguments[1],
-        arguments[2],
-    ];
-    // SAFETY: the monitor preserves x4-x17 and the stack; it only writes the result registers.
-    unsafe {
-        core::arch::asm!(
-            "smc #0",
-            inout("x0") registers[0],
-            inout("x1") registers[1],
-            inout("x2") registers[2],
-            inout("x3") registers[3],
-            options(nostack),
-        );
-    }
-    registers
-}
+pub use platform_qemu::smccc::smc;
 
 /// x0 of an SMC as a signed value.
 pub fn smc_signed(function_id: u32, arguments: [u64; 3]) -> i64 {

@@ -1,15 +1,13 @@
 /*
  * Entry points of the test payload at Non-secure EL2. `payload_start`: the boot CPU, x0 = device
  * tree. `payload_secondary`: CPUs started by CPU_ON or resuming from a power-down CPU_SUSPEND,
- * x0 = context id. Both set the CPU's stack (index from MPIDR Aff0) and the EL2 vectors.
+ * x0 = context id. Both set the CPU's stack (index from MPIDR Aff0) and the EL2 vectors. The macros
+ * come from platform_qemu::asm_macros! (included before this file).
  */
 .macro set_stack
     mrs     x9, mpidr_el1
     and     x9, x9, #0xff
-    ldr     x10, =__stacks_start
-    mov     x11, #0x4000
-    madd    x10, x9, x11, x10
-    add     sp, x10, x11
+    set_stack_top x9, 0x4000, x10, x11
     ldr     x10, =payload_vectors
     msr     vbar_el2, x10
     isb
@@ -19,13 +17,8 @@
 .global payload_start
 payload_start:
     set_stack
-    ldr     x1, =__bss_start
-    ldr     x2, =__bss_end
-0:  cmp     x1, x2
-    b.hs    1f
-    str     xzr, [x1], #8
-    b       0b
-1:  bl      payload_main
+    zero_bss
+    bl      payload_main
     b       .
 
 .global payload_secondary

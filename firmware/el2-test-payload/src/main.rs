@@ -18,7 +18,8 @@ mod scenarios;
 use core::arch::global_asm;
 use platform_qemu::println;
 
-global_asm!(include_str!("entry.S"));
+// The shared assembler macros first: they must be defined before `entry.S` uses them.
+global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
 
 /// What the boot CPU was asked to do.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

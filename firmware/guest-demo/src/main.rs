@@ -16,7 +16,9 @@
 use abi::guest::{HYP_MEMINFO, MEM_SHARE, MEM_UNSHARE};
 use core::arch::global_asm;
 
+// The shared assembler macros (`zero_bss`) first: they must be defined before their use.
 global_asm!(
+    platform_qemu::asm_macros!(),
     r#"
 .section .text.entry, "ax"
 .global guest_entry
@@ -26,13 +28,8 @@ guest_entry:
     lsl     x9, x9, #12
     ldr     x10, =0x80000000
     add     sp, x10, x9
-    ldr     x1, =__bss_start
-    ldr     x2, =__bss_end
-0:  cmp     x1, x2
-    b.hs    1f
-    str     xzr, [x1], #8
-    b       0b
-1:  bl      guest_main
+    zero_bss
+    bl      guest_main
 2:  b       2b
 .ltorg
 "#

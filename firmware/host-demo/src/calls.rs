@@ -1,7 +1,8 @@
 //! The host's calls: hypercalls to the hypervisor (`HVC`) and SMCs (which the hypervisor traps and
-//! forwards, rewrites or refuses).
+//! forwards, rewrites or refuses; the SMC wrapper is `platform_qemu::smccc::smc`).
 
 use abi::hypercall::{HostHypercall, HypercallFailure, HypercallOutput, Results};
+pub use platform_qemu::smccc::smc;
 
 /// Makes an `HVC` with x0 = `function_id` and x1-x4 = `arguments`; returns x0-x6.
 pub fn hvc(function_id: u32, arguments: [u64; 4]) -> Results {
@@ -24,28 +25,6 @@ pub fn hvc(function_id: u32, arguments: [u64; 4]) -> Results {
             inout("x6") registers[6], out("x7") _, out("x8") _, out("x9") _, out("x10") _,
             out("x11") _, out("x12") _, out("x13") _, out("x14") _, out("x15") _, out("x16") _,
             out("x17") _,
-            options(nostack),
-        );
-    }
-    registers
-}
-
-/// Makes an `SMC` with x0 = `function_id` and x1-x3 = `arguments`; returns x0-x3.
-pub fn smc(function_id: u32, arguments: [u64; 3]) -> [u64; 4] {
-    let mut registers = [
-        u64::from(function_id),
-        arguments[0],
-        arguments[1],
-        arguments[2],
-    ];
-    // SAFETY: as for `hvc`: SMCCC calls write x0-x17 at most.
-    unsafe {
-        core::arch::asm!(
-            "smc #0",
-            inout("x0") registers[0], inout("x1") registers[1], inout("x2") registers[2],
-            inout("x3") registers[3], out("x4") _, out("x5") _, out("x6") _, out("x7") _,
-            out("x8") _, out("x9") _, out("x10") _, out("x11") _, out("x12") _, out("x13") _,
-            out("x14") _, out("x15") _, out("x16") _, out("x17") _,
             options(nostack),
         );
     }

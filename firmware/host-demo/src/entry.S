@@ -7,14 +7,12 @@
  *
  * A synchronous exception at EL1 (the aborts the hypervisor injects when the host touches memory it
  * gave away) calls host_sync_exception, which counts it and steps over the faulting instruction.
+ * The macros come from platform_qemu::asm_macros! (included before this file).
  */
 .arch armv9-a+sme
 
 .macro set_stack index
-    ldr     x10, =__stacks_start
-    mov     x11, #0x8000
-    madd    x10, \index, x11, x10
-    add     sp, x10, x11
+    set_stack_top \index, 0x8000, x10, x11
     adr     x10, host_vectors
     msr     vbar_el1, x10
     isb
@@ -26,13 +24,8 @@ host_entry:
     mov     x19, x0
     mov     x9, #0
     set_stack x9
-    ldr     x1, =__bss_start
-    ldr     x2, =__bss_end
-0:  cmp     x1, x2
-    b.hs    1f
-    str     xzr, [x1], #8
-    b       0b
-1:  mov     x0, x19
+    zero_bss
+    mov     x0, x19
     bl      host_main
 2:  b       2b
 
@@ -47,55 +40,28 @@ host_secondary_entry:
 .ltorg
 
 .macro save_and_call handler
-    sub     sp, sp, #0xa0
-    stp     x0, x1, [sp, #0x00]
-    stp     x2, x3, [sp, #0x10]
-    stp     x4, x5, [sp, #0x20]
-    stp     x6, x7, [sp, #0x30]
-    stp     x8, x9, [sp, #0x40]
-    stp     x10, x11, [sp, #0x50]
-    stp     x12, x13, [sp, #0x60]
-    stp     x14, x15, [sp, #0x70]
-    stp     x16, x17, [sp, #0x80]
-    stp     x18, x30, [sp, #0x90]
+    save_caller_saved
     bl      \handler
-    ldp     x0, x1, [sp, #0x00]
-    ldp     x2, x3, [sp, #0x10]
-    ldp     x4, x5, [sp, #0x20]
-    ldp     x6, x7, [sp, #0x30]
-    ldp     x8, x9, [sp, #0x40]
-    ldp     x10, x11, [sp, #0x50]
-    ldp     x12, x13, [sp, #0x60]
-    ldp     x14, x15, [sp, #0x70]
-    ldp     x16, x17, [sp, #0x80]
-    ldp     x18, x30, [sp, #0x90]
-    add     sp, sp, #0xa0
+    restore_caller_saved
     eret
 .endm
 
 .section .text.vectors, "ax"
 .balign 0x800
 host_vectors:
-    .balign 0x80
-    b       unexpected
-    .balign 0x80
-    b       unexpected
-    .balign 0x80
-    b       unexpected
-    .balign 0x80
-    b       unexpected
+    /* Current EL with SP_EL0: never used. */
+    vector_branch unexpected
+    vector_branch unexpected
+    vector_branch unexpected
+    vector_branch unexpected
     /* Current EL with SP_EL1: the host itself. */
-    .balign 0x80
-    b       sync_current
-    .balign 0x80
-    b       unexpected
-    .balign 0x80
-    b       unexpected
-    .balign 0x80
-    b       unexpected
+    vector_branch sync_current
+    vector_branch unexpected
+    vector_branch unexpected
+    vector_branch unexpected
+    /* Lower EL, AArch64 and AArch32: unexpected. */
     .rept 8
-    .balign 0x80
-    b       unexpected
+    vector_branch unexpected
     .endr
 
 sync_current:

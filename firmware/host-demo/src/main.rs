@@ -30,7 +30,8 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform_qemu::println;
 
-global_asm!(include_str!("entry.S"));
+// The shared assembler macros first: they must be defined before `entry.S` uses them.
+global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
 
 /// Synchronous external aborts the host has taken (the hypervisor injects one for every access to
 /// memory the host gave away).

@@ -9,36 +9,19 @@
  *
  * Lower-EL exceptions come from the host or, while a vCPU runs on this CPU, from a guest. TPIDR_EL2
  * points at this CPU's PerCpu block: word 0 is the running guest's VcpuContext (0 when the host
- * runs), word 1 the hypervisor stack pointer to return to when the guest exits.
+ * runs), word 1 the hypervisor stack pointer to return to when the guest exits. A host trap is saved
+ * as an ExceptionFrame (`traps::TrapFrame`) with save_exception_frame el2; the macros come from
+ * platform_qemu::asm_macros! (included before this file).
  */
 
-.equ FRAME_SIZE, 0x110
 .equ CALLEE_SAVED_SIZE, 0x60
-
-.macro cpu_index_or_park reg, scratch1, scratch2
-    mrs     \scratch1, mpidr_el1
-    ubfx    \scratch2, \scratch1, #16, #8
-    cbnz    \scratch2, hyp_park
-    ubfx    \scratch2, \scratch1, #32, #8
-    cbnz    \scratch2, hyp_park
-    ubfx    \reg, \scratch1, #0, #8
-    cmp     \reg, #16
-    b.hs    hyp_park
-    ubfx    \scratch2, \scratch1, #8, #8
-    add     \reg, \reg, \scratch2, lsl #4
-    cmp     \reg, #{MAX_CPUS}
-    b.hs    hyp_park
-.endm
 
 .macro reset_el2 index
     ldr     x9, ={SCTLR_EL2_RESET}
     msr     sctlr_el2, x9
     isb
-    cpu_index_or_park \index, x9, x10
-    ldr     x9, =__stacks_start
-    mov     x10, #{STACK_SIZE}
-    madd    x9, \index, x10, x9
-    add     sp, x9, x10
+    cpu_index_or_park \index, x9, x10, {MAX_CPUS}, hyp_park
+    set_stack_top \index, {STACK_SIZE}, x9, x10
     adr     x9, hyp_vectors
     msr     vbar_el2, x9
     isb
@@ -81,62 +64,9 @@ enter_host:
     msr     elr_el2, x0
     msr     spsr_el2, x2
     mov     x0, x1
-    mov     x1, xzr
-    mov     x2, xzr
-    mov     x3, xzr
-    mov     x4, xzr
-    mov     x5, xzr
-    mov     x6, xzr
-    mov     x7, xzr
-    mov     x8, xzr
-    mov     x9, xzr
-    mov     x10, xzr
-    mov     x11, xzr
-    mov     x12, xzr
-    mov     x13, xzr
-    mov     x14, xzr
-    mov     x15, xzr
-    mov     x16, xzr
-    mov     x17, xzr
-    mov     x18, xzr
-    mov     x19, xzr
-    mov     x20, xzr
-    mov     x21, xzr
-    mov     x22, xzr
-    mov     x23, xzr
-    mov     x24, xzr
-    mov     x25, xzr
-    mov     x26, xzr
-    mov     x27, xzr
-    mov     x28, xzr
-    mov     x29, xzr
-    mov     x30, xzr
+    zero_x1_to_x30
     eret
 .ltorg
-
-/* A host trap frame: x0-x30 at 0, ELR_EL2 at 0xF8, SPSR_EL2 at 0x100 (`traps::TrapFrame`). */
-.macro save_host_frame
-    sub     sp, sp, #FRAME_SIZE
-    stp     x0, x1, [sp, #0x00]
-    stp     x2, x3, [sp, #0x10]
-    stp     x4, x5, [sp, #0x20]
-    stp     x6, x7, [sp, #0x30]
-    stp     x8, x9, [sp, #0x40]
-    stp     x10, x11, [sp, #0x50]
-    stp     x12, x13, [sp, #0x60]
-    stp     x14, x15, [sp, #0x70]
-    stp     x16, x17, [sp, #0x80]
-    stp     x18, x19, [sp, #0x90]
-    stp     x20, x21, [sp, #0xa0]
-    stp     x22, x23, [sp, #0xb0]
-    stp     x24, x25, [sp, #0xc0]
-    stp     x26, x27, [sp, #0xd0]
-    stp     x28, x29, [sp, #0xe0]
-    mrs     x0, elr_el2
-    mrs     x1, spsr_el2
-    stp     x30, x0, [sp, #0xf0]
-    str     x1, [sp, #0x100]
-.endm
 
 /* A lower-EL exception of kind `kind` (0 sync, 1 IRQ, 2 FIQ, 3 SError): guest or host? */
 .macro lower_el_handler kind
@@ -145,7 +75,7 @@ enter_host:
     ldr     x1, [x0]
     cbnz    x1, 1f
     ldp     x0, x1, [sp], #16
-    save_host_frame
+    save_exception_frame el2
     mov     x0, sp
     mov     x1, #\kind
     bl      handle_host_trap
@@ -155,34 +85,29 @@ enter_host:
     b       guest_exit
 .endm
 
-.macro vector_to label
-    .balign 0x80
-    b       \label
-.endm
-
 .section .text.vectors, "ax"
 .balign 0x800
 hyp_vectors:
     /* Current EL with SP_EL0: never used. */
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
     /* Current EL with SP_EL2: a hypervisor bug. */
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
     /* Lower EL, AArch64. */
-    vector_to lower_sync
-    vector_to lower_irq
-    vector_to lower_fiq
-    vector_to lower_serror
+    vector_branch lower_sync
+    vector_branch lower_irq
+    vector_branch lower_fiq
+    vector_branch lower_serror
     /* Lower EL, AArch32: not supported (HCR_EL2.RW is 1). */
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
-    vector_to current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
+    vector_branch current_el_exception
 
 lower_sync:
     lower_el_handler 0
@@ -200,26 +125,7 @@ current_el_exception:
     b       hyp_exception_at_el2
 
 host_return:
-    ldr     x1, [sp, #0x100]
-    ldp     x30, x0, [sp, #0xf0]
-    msr     elr_el2, x0
-    msr     spsr_el2, x1
-    ldp     x0, x1, [sp, #0x00]
-    ldp     x2, x3, [sp, #0x10]
-    ldp     x4, x5, [sp, #0x20]
-    ldp     x6, x7, [sp, #0x30]
-    ldp     x8, x9, [sp, #0x40]
-    ldp     x10, x11, [sp, #0x50]
-    ldp     x12, x13, [sp, #0x60]
-    ldp     x14, x15, [sp, #0x70]
-    ldp     x16, x17, [sp, #0x80]
-    ldp     x18, x19, [sp, #0x90]
-    ldp     x20, x21, [sp, #0xa0]
-    ldp     x22, x23, [sp, #0xb0]
-    ldp     x24, x25, [sp, #0xc0]
-    ldp     x26, x27, [sp, #0xd0]
-    ldp     x28, x29, [sp, #0xe0]
-    add     sp, sp, #FRAME_SIZE
+    restore_exception_frame el2
     eret
 
 /*

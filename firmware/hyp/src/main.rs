@@ -53,7 +53,9 @@ use sysreg::{isb, read_sysreg, write_sysreg};
 /// Size of each CPU's EL2 stack (must match `.stacks` in `hyp.ld`).
 const STACK_SIZE: usize = 0x1_0000;
 
+// The shared assembler macros first: they must be defined before `entry.S` uses them.
 global_asm!(
+    platform_qemu::asm_macros!(),
     include_str!("entry.S"),
     MAX_CPUS = const MAX_CPUS,
     STACK_SIZE = const STACK_SIZE,

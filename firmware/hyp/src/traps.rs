@@ -13,19 +13,9 @@ use hyp_core::host_smc::{self, HostSmcAction};
 use mem_protect::HostFaultOutcome;
 use platform_qemu::println;
 
-/// The host's registers as the vectors saved them (layout shared with `entry.S`).
-#[repr(C)]
-pub struct TrapFrame {
-    /// `x0` to `x30`.
-    pub registers: [u64; 31],
-    /// `ELR_EL2`: where the host continues.
-    pub return_address: u64,
-    /// `SPSR_EL2`: the host's PSTATE.
-    pub saved_state: u64,
-    padding: u64,
-}
-
-const _: () = assert!(size_of::<TrapFrame>() == 0x110);
+/// The host's registers as the vectors saved them (`save_exception_frame el2` in `entry.S`): x0-x30,
+/// `ELR_EL2` (`return_address`: where the host continues) and `SPSR_EL2` (`saved_state`).
+pub type TrapFrame = platform_qemu::exception::ExceptionFrame;
 
 /// Aborts injected into the host because it touched memory it does not own.
 static ABORTS_INJECTED: AtomicU64 = AtomicU64::new(0);

@@ -6,31 +6,29 @@
  * pen is. Nothing but the copy loop and this wait runs from flash.
  */
 
-.macro cpu_index_or_park reg, scratch1, scratch2
-    mrs     \scratch1, mpidr_el1
-    /* Aff2 and Aff3 must be zero, Aff0 below 16: index = Aff1 * 16 + Aff0. */
-    ubfx    \scratch2, \scratch1, #16, #8
-    cbnz    \scratch2, monitor_park
-    ubfx    \scratch2, \scratch1, #32, #8
-    cbnz    \scratch2, monitor_park
-    ubfx    \reg, \scratch1, #0, #8
-    cmp     \reg, #16
-    b.hs    monitor_park
-    ubfx    \scratch2, \scratch1, #8, #8
-    add     \reg, \reg, \scratch2, lsl #4
-    cmp     \reg, #{MAX_CPUS}
-    b.hs    monitor_park
+/* Index of this CPU, or park it: see `cpu_index_or_park` in platform_qemu::asm_macros!. */
+.macro monitor_cpu_index reg, scratch1, scratch2
+    cpu_index_or_park \reg, \scratch1, \scratch2, {MAX_CPUS}, monitor_park
 .endm
 
-/* sp = top of the stack of CPU `index` (SP_EL3: SPSel is 1 out of reset and in our handlers). */
-.macro set_cpu_stack index, scratch
+/*
+ * TPIDR_EL3 = index; sp = top of the stack of CPU `index` (SP_EL3: SPSel is 1 out of reset and in
+ * our handlers).
+ */
+.macro set_cpu_stack index, scratch1, scratch2
     msr     tpidr_el3, \index
-    ldr     \scratch, =__stacks_start
-    add     \scratch, \scratch, #{STACK_SIZE}
-    mov     sp, \scratch
-    mov     \scratch, #{STACK_SIZE}
-    madd    \scratch, \index, \scratch, xzr
-    add     sp, sp, \scratch
+    set_stack_top \index, {STACK_SIZE}, \scratch1, \scratch2
+.endm
+
+/* x0 = x19 = this CPU's index, empty stack, vectors installed: calls `function` (in Secure RAM). */
+.macro enter_rust function
+    monitor_cpu_index x19, x0, x1
+    set_cpu_stack x19, x0, x1
+    adr     x0, monitor_vectors
+    msr     vbar_el3, x0
+    isb
+    mov     x0, x19
+    bl      \function
 .endm
 
 .section .text.reset, "ax"
@@ -40,7 +38,7 @@ monitor_reset:
     ldr     x0, ={SCTLR_EL3_BOOT}
     msr     sctlr_el3, x0
     isb
-    cpu_index_or_park x19, x0, x1
+    monitor_cpu_index x19, x0, x1
     cbnz    x19, wait_for_release
 
     /* CPU 0: copy the image from where it runs (flash) to where it is linked (Secure RAM). */
@@ -84,13 +82,7 @@ monitor_park:
 
 .section .text, "ax"
 primary_ram_entry:
-    cpu_index_or_park x19, x0, x1
-    set_cpu_stack x19, x0
-    adr     x0, monitor_vectors
-    msr     vbar_el3, x0
-    isb
-    mov     x0, x19
-    bl      primary_main
+    enter_rust primary_main
     b       monitor_park
 
 /*
@@ -99,13 +91,7 @@ primary_ram_entry:
  */
 .global secondary_ram_entry
 secondary_ram_entry:
-    cpu_index_or_park x19, x0, x1
-    set_cpu_stack x19, x0
-    adr     x0, monitor_vectors
-    msr     vbar_el3, x0
-    isb
-    mov     x0, x19
-    bl      secondary_main
+    enter_rust secondary_main
     b       monitor_park
 
 /*
@@ -117,38 +103,9 @@ enter_non_secure:
     msr     elr_el3, x0
     msr     spsr_el3, x2
     mov     x20, x1
-    cpu_index_or_park x19, x0, x1
-    set_cpu_stack x19, x0
+    monitor_cpu_index x19, x0, x1
+    set_cpu_stack x19, x0, x1
     mov     x0, x20
-    mov     x1, xzr
-    mov     x2, xzr
-    mov     x3, xzr
-    mov     x4, xzr
-    mov     x5, xzr
-    mov     x6, xzr
-    mov     x7, xzr
-    mov     x8, xzr
-    mov     x9, xzr
-    mov     x10, xzr
-    mov     x11, xzr
-    mov     x12, xzr
-    mov     x13, xzr
-    mov     x14, xzr
-    mov     x15, xzr
-    mov     x16, xzr
-    mov     x17, xzr
-    mov     x18, xzr
-    mov     x19, xzr
-    mov     x20, xzr
-    mov     x21, xzr
-    mov     x22, xzr
-    mov     x23, xzr
-    mov     x24, xzr
-    mov     x25, xzr
-    mov     x26, xzr
-    mov     x27, xzr
-    mov     x28, xzr
-    mov     x29, xzr
-    mov     x30, xzr
+    zero_x1_to_x30
     eret
 .ltorg

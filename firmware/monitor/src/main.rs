@@ -41,14 +41,16 @@ const RELEASE_MAGIC: u64 = 0x5EC0_4DA2_B007_0001;
 /// `SCTLR_EL3` out of reset: the RES1 bits, instruction cache on, MMU and data cache off.
 const SCTLR_EL3_BOOT: u64 = 0x30C5_0830 | (1 << 12);
 
+// One `global_asm!` for all the monitor's assembly: the shared macros must be defined once, first.
 global_asm!(
+    platform_qemu::asm_macros!(),
     include_str!("entry.S"),
+    include_str!("exceptions.S"),
     MAX_CPUS = const MAX_CPUS,
     STACK_SIZE = const STACK_SIZE,
     RELEASE_MAGIC = const RELEASE_MAGIC,
     SCTLR_EL3_BOOT = const SCTLR_EL3_BOOT,
 );
-global_asm!(include_str!("exceptions.S"));
 
 /// Secondary CPUs wait in flash until this holds [`RELEASE_MAGIC`].
 #[unsafe(export_name = "secondaries_release")]

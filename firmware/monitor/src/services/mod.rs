@@ -16,6 +16,7 @@ pub mod psci;
 pub mod statistics;
 
 use crate::context::Context;
+use crate::el3::read_sysreg;
 use abi::smccc::{ARGUMENT_REGISTERS, Arguments, FunctionId};
 
 /// `SMC_UNK`: the function is not implemented.
@@ -72,6 +73,29 @@ static SERVICES: [&dyn Service; 4] = [
     &cpu::CpuService,
     &statistics::Statistics,
 ];
+
+/// Exception class of an `SMC` executed in AArch64 state.
+const EC_SMC64: u64 = 0x17;
+
+/// Synchronous exception from the Non-secure world (the Rust end of `exceptions.S`'s lower-EL
+/// synchronous vector): an SMC (anything else is a monitor bug or a configuration error and stops
+/// the system).
+///
+/// It lives next to [`dispatch`] rather than with the other vector ends in `context.rs` so that the
+/// two are always compiled in the same codegen unit: `dispatch` is then inlined on the path of every
+/// SMC whatever the partitioning of the rest of the crate (5 instructions per SMC otherwise).
+#[unsafe(no_mangle)]
+extern "C" fn handle_lower_el_sync(context: &mut Context) {
+    let syndrome = read_sysreg!("esr_el3");
+    if syndrome >> 26 == EC_SMC64 {
+        dispatch(context);
+    } else {
+        panic!(
+            "unexpected trap from the Non-secure world: ESR_EL3 {syndrome:#x}, ELR_EL3 {:#x}",
+            context.return_address
+        );
+    }
+}
 
 /// Handles the SMC saved in `context` and writes its results back into it.
 pub fn dispatch(context: &mut Context) {
