@@ -211,11 +211,6 @@ impl LinuxBoot<'_> {
                         "loader,file={},addr={load_address:#x},force-raw=on",
                         self.kernel.display()
                     ),
-                    // The hypervisor lets the host reach devices below DRAM only; `highmem` would
-                    // put the PCIe configuration space (ECAM) and the 64-bit PCI window above
-                    // 256 GiB, where the kernel's first PCI config read takes an external abort.
-                    "-machine".to_string(),
-                    "highmem=off".to_string(),
                 ],
             ),
         };

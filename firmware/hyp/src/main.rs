@@ -289,7 +289,11 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
         dram: dram.clone(),
         hypervisor: HYPERVISOR_BASE as u64..(HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64,
         forbidden: &FORBIDDEN,
-        device: 0..DRAM_BASE as u64,
+        // Everything in the physical address space that is neither DRAM nor forbidden is device
+        // memory the host may map on demand: the devices below DRAM and, above it, the PCIe
+        // configuration space and 64-bit window QEMU places past 256 GiB. (A host access where no
+        // device answers takes the external abort it would take without a hypervisor.)
+        device: 0..geometry.ipa_size(),
     };
     let (Some(host_tables), Some(page_bits)) = (HOST_TABLES.take(), PAGE_STATE_BITS.take()) else {
         panic!("the boot memory was already taken");
