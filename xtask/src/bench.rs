@@ -79,7 +79,15 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     if args.host {
         return crate::setup::run(
             "cargo",
-            &["bench", "--package", "mem-protect", "--bench", "donation"],
+            &[
+                "bench",
+                "--package",
+                "mem-protect",
+                "--features",
+                "measurement",
+                "--bench",
+                "donation",
+            ],
         );
     }
     crate::setup::ensure_qemu()?;

@@ -51,6 +51,8 @@
 mod error;
 mod hyp_pages;
 mod layout;
+#[cfg(feature = "measurement")]
+pub mod measurement;
 mod ownership;
 mod platform;
 mod vm;
