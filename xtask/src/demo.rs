@@ -45,7 +45,7 @@ struct Expectation {
 }
 
 fn expectation(cpu: &str, without_fix: bool) -> Result<Expectation, String> {
-    let model = errata::CpuModel::parse(cpu).map_err(|_| format!("unknown CPU model {cpu:?}"))?;
+    let model = qemu::parse_cpu_model(cpu)?;
     let affected = model.affected_in_qemu();
     Ok(Expectation {
         protected_mode: !(affected && without_fix),
@@ -152,12 +152,8 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
     problems
 }
 
-/// Builds the images and runs one configuration; returns the log when it behaved as required.
-fn run_configuration(
-    args: &DemoArgs,
-    scenario: Scenario,
-    show_log: bool,
-) -> Result<String, String> {
+/// Refuses CPU counts and guest memory sizes the demo does not support.
+fn check_sizes(args: &DemoArgs) -> Result<(), String> {
     if !(1..=8).contains(&args.cpus) {
         return Err(format!("--cpus must be 1 to 8, not {}", args.cpus));
     }
@@ -167,6 +163,16 @@ fn run_configuration(
             args.memory
         ));
     }
+    Ok(())
+}
+
+/// Builds the images and runs one configuration; returns the log when it behaved as required.
+fn run_configuration(
+    args: &DemoArgs,
+    scenario: Scenario,
+    show_log: bool,
+) -> Result<String, String> {
+    check_sizes(args)?;
     let expected = expectation(&args.cpu, args.firmware_without_fix)?;
     let monitor = firmware::build(if args.firmware_without_fix {
         MONITOR_WITHOUT_FIX
@@ -252,6 +258,7 @@ fn run_configuration(
 pub fn demo(args: &DemoArgs) -> Result<(), String> {
     crate::setup::ensure_qemu()?;
     let expected = expectation(&args.cpu, args.firmware_without_fix)?;
+    check_sizes(args)?;
     println!(
         "xtask: demo on {} x {} CPUs, {} MiB of guest memory, {}; expected: protected mode {}, firmware calls {}",
         args.cpus,

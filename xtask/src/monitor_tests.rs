@@ -161,8 +161,7 @@ fn expected_result(cpu_model: &str, without_fix: bool) -> Result<i64, String> {
     if without_fix {
         return Ok(-1);
     }
-    let model = errata::CpuModel::parse(cpu_model)
-        .map_err(|_| format!("unknown CPU model {cpu_model:?}"))?;
+    let model = crate::qemu::parse_cpu_model(cpu_model)?;
     Ok(if model.affected_in_qemu() { 0 } else { -3 })
 }
 

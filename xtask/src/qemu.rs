@@ -144,15 +144,14 @@ impl Run {
     }
 }
 
+/// The CPU model named on the command line, or an error listing the models there are.
+pub fn parse_cpu_model(name: &str) -> Result<errata::CpuModel, String> {
+    errata::CpuModel::parse(name).map_err(|error| format!("{name:?}: {error}"))
+}
+
 /// The `-cpu` value for a CPU model name of the `errata` crate (`max`, `c1-pro-r0p2`, ...).
 pub fn cpu_argument(model: &str) -> Result<String, String> {
-    let parsed = errata::CpuModel::parse(model).map_err(|_| {
-        let known: Vec<&str> = errata::CpuModel::ALL
-            .iter()
-            .map(|model| model.name())
-            .collect();
-        format!("unknown CPU model {model:?}; known: {}", known.join(", "))
-    })?;
+    let parsed = parse_cpu_model(model)?;
     Ok(match parsed.midr() {
         Some(midr) => format!("max,midr={midr:#x}"),
         None => "max".to_string(),
