@@ -700,6 +700,25 @@ pub enum ProtectedModeStatus {
     },
 }
 
+impl fmt::Display for ProtectedModeStatus {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Enabled => formatter.write_str("on"),
+            Self::ErratumFirmwareMissing { firmware_result } => write!(
+                formatter,
+                "refused: a CPU needs the erratum 4193714 firmware call and the firmware answered {}",
+                firmware_result as i64
+            ),
+            Self::InitialisationFailed { detail } => {
+                write!(
+                    formatter,
+                    "refused: the hypervisor failed to initialise (detail {detail:#x})"
+                )
+            }
+        }
+    }
+}
+
 impl ProtectedModeStatus {
     /// Encodes into `x1`, `x2`.
     pub const fn to_registers(self) -> [u64; 2] {

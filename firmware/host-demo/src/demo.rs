@@ -208,7 +208,7 @@ pub fn run(parameters: Parameters, cpus: usize) -> bool {
         return false;
     };
     if !status.is_enabled() {
-        println!("host: protected mode is off: {status:?}");
+        println!("host: protected mode is off: {status}");
         let refused = hypercall(HostHypercall::VmCreate {
             vcpus: 1,
             metadata_pfn: Pfn(METADATA / PAGE_SIZE),

@@ -117,7 +117,7 @@ pub fn run(parameters: Parameters) -> bool {
         return false;
     };
     if !status.is_enabled() {
-        println!("host: hostile: FAIL: protected mode is off ({status:?})");
+        println!("host: hostile: FAIL: protected mode is off ({status})");
         return false;
     }
     let mut vm = match demo::create(parameters.guest_pages, parameters.image_size, true) {
