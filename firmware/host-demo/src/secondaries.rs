@@ -72,9 +72,9 @@ fn wait() {
     unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
 }
 
-/// Starts every other CPU of the device tree; returns the number of CPUs running.
-pub fn start_all(device_tree: u64) -> usize {
-    enable_sme();
+/// Powers on every other CPU of the device tree at the secondaries' entry, with `flags` added to
+/// each CPU's context id; returns how many `CPU_ON` calls succeeded.
+fn power_on_secondaries(device_tree: u64, flags: u64) -> u64 {
     // SAFETY: the device tree is host memory at the start of DRAM (the hypervisor patched it before
     // entering the host); its header says how long it is.
     let tree = unsafe { core::slice::from_raw_parts(device_tree as *const u8, 0x10_0000) };
@@ -82,19 +82,24 @@ pub fn start_all(device_tree: u64) -> usize {
         .and_then(|tree| tree.cpu_count())
         .unwrap_or(1)
         .min(MAX_CPUS);
+    let entry = host_secondary_entry as *const () as u64;
     let mut started = 0;
     for cpu in 1..cpus {
         let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
-        let result = smc(
-            CPU_ON,
-            [mpidr, host_secondary_entry as *const () as u64, cpu as u64],
-        )[0];
+        let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | flags])[0];
         if result == 0 {
             started += 1;
         } else {
             println!("host: CPU_ON of CPU {cpu} answered {}", result as i64);
         }
     }
+    started
+}
+
+/// Starts every other CPU of the device tree; returns the number of CPUs running.
+pub fn start_all(device_tree: u64) -> usize {
+    enable_sme();
+    let started = power_on_secondaries(device_tree, 0);
     // Bounded wait: a CPU that never arrives is reported, not waited for forever.
     wait_until(|| STARTED.load(Ordering::Acquire) >= started);
     let arrived = STARTED.load(Ordering::Acquire);
@@ -112,31 +117,8 @@ pub fn start_all(device_tree: u64) -> usize {
 /// Starts every other CPU of the device tree to idle in `WFI` (the benchmark: they only wake for the
 /// rendezvous, which the monitor handles at EL3); returns the number of CPUs online.
 pub fn start_idle(device_tree: u64) -> usize {
-    // SAFETY: as in `start_all`: the device tree is host memory the hypervisor handed over.
-    let tree = unsafe { core::slice::from_raw_parts(device_tree as *const u8, 0x10_0000) };
-    let cpus = device_tree::DeviceTree::new(tree)
-        .and_then(|tree| tree.cpu_count())
-        .unwrap_or(1)
-        .min(MAX_CPUS);
-    let mut started = 0;
-    for cpu in 1..cpus {
-        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
-        let entry = host_secondary_entry as *const () as u64;
-        let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | IDLE_START])[0];
-        if result == 0 {
-            started += 1;
-        } else {
-            println!("host: CPU_ON of CPU {cpu} answered {}", result as i64);
-        }
-    }
-    // Not `wait_until`: under `-icount` a wait must pass the turn to the other vCPUs (YIELD), or
-    // it keeps its whole turn and the CPUs it waits for never run. Bounded all the same.
-    let frequency = read_sysreg!("cntfrq_el0");
-    let deadline = read_sysreg!("cntpct_el0").saturating_add(frequency.saturating_mul(2));
-    while IDLE.load(Ordering::Acquire) < started && read_sysreg!("cntpct_el0") < deadline {
-        // SAFETY: YIELD is a hint; it touches no memory.
-        unsafe { core::arch::asm!("yield", options(nomem, nostack)) };
-    }
+    let started = power_on_secondaries(device_tree, IDLE_START);
+    wait_until(|| IDLE.load(Ordering::Acquire) >= started);
     1 + IDLE.load(Ordering::Acquire) as usize
 }
 
