@@ -19,7 +19,8 @@ mod report;
 mod table_memory;
 
 use crate::firmware::{
-    self, HOST, HOST_ADDRESS, HYPERVISOR, HYPERVISOR_CALL_PER_PAGE, MONITOR, PAYLOAD,
+    self, HOST, HOST_ADDRESS, HYPERVISOR_BENCHMARK, HYPERVISOR_CALL_PER_PAGE, MONITOR_BENCHMARK,
+    PAYLOAD,
 };
 use crate::qemu::{self, Run};
 use clap::Args;
@@ -235,7 +236,7 @@ fn icount() -> Vec<String> {
 
 /// The erratum call against a null SMC, for 1, 2, 4 and 8 CPUs, the others in WFI or busy at EL1.
 fn erratum_benchmarks() -> Result<Vec<Value>, String> {
-    let monitor = firmware::build(MONITOR)?;
+    let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let payload = firmware::build(PAYLOAD)?;
     let mut rows = Vec::new();
     // (payload scenario number, its name, what the other CPUs do)
@@ -281,8 +282,8 @@ struct Donation {
 
 /// Donating 64 MiB: every placement, in pages at 1, 16 and 512 pages per call, and in 2 MiB blocks.
 fn donation_benchmarks() -> Result<Vec<Value>, String> {
-    let monitor = firmware::build(MONITOR)?;
-    let hypervisor = firmware::build(HYPERVISOR)?;
+    let monitor = firmware::build(MONITOR_BENCHMARK)?;
+    let hypervisor = firmware::build(HYPERVISOR_BENCHMARK)?;
     let per_page = firmware::build(HYPERVISOR_CALL_PER_PAGE)?;
     let host = firmware::build(HOST)?;
     let mut configurations = Vec::new();

@@ -34,7 +34,13 @@ pub struct DemoArgs {
 enum Scenario {
     Demo,
     HostileHost,
+    /// The attack suite (`firmware/host-demo/src/attacks.rs`), under `-icount` so the PMU counts
+    /// instructions, with 5 GiB of DRAM so a page lies above 4 GiB.
+    Attacks,
 }
+
+/// A host page above 4 GiB for the attack suite (DRAM is 0x4000_0000..0x1_8000_0000 with `-m 5G`).
+const HIGH_PAGE: u64 = 0x1_4000_0000;
 
 /// What the configuration requires of the run.
 #[derive(Debug, PartialEq, Eq)]
@@ -112,6 +118,22 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
         );
         return problems;
     }
+    if scenario == Scenario::Attacks {
+        for line in log.lines().filter(|line| line.contains(": HOLE")) {
+            problems.push(format!("attack not refused: {line}"));
+        }
+        require(
+            &mut problems,
+            log.contains("host: attack: summary: every attack refused, nothing lost"),
+            "the attack suite did not finish with every attack refused",
+        );
+        require(
+            &mut problems,
+            !log.contains(": FAIL"),
+            "an attack-suite check failed",
+        );
+        return problems;
+    }
     let needed = number_after(log, "host: firmware calls needed on an affected CPU:");
     let made = number_after(log, "firmware calls so far:");
     match (needed, made) {
@@ -185,17 +207,20 @@ fn run_configuration(
     let guest_size = std::fs::metadata(&guest)
         .map_err(|error| format!("{}: {error}", guest.display()))?
         .len();
-    let mode = match scenario {
-        Scenario::Demo => 1,
-        Scenario::HostileHost => 2,
+    let (mode, label) = match scenario {
+        Scenario::Demo => (1, "demo"),
+        Scenario::HostileHost => (2, "hostile-host"),
+        Scenario::Attacks => (4, "attacks"),
     };
+    let mut parameters = vec![mode, args.memory, guest_size];
+    let mut extra = Vec::new();
+    if scenario == Scenario::Attacks {
+        parameters.extend([0, 0, HIGH_PAGE]);
+        extra.extend(["-m", "5G", "-icount", "shift=0,sleep=off"].map(String::from));
+    }
     let name = format!(
         "{}-{}-smp{}{}",
-        if scenario == Scenario::Demo {
-            "demo"
-        } else {
-            "hostile-host"
-        },
+        label,
         args.cpu,
         args.cpus,
         if args.firmware_without_fix {
@@ -208,10 +233,10 @@ fn run_configuration(
         name,
         monitor,
         payload: Some(hypervisor),
-        parameters: vec![mode, args.memory, guest_size],
+        parameters,
         cpu: qemu::cpu_argument(&args.cpu)?,
         cpus: args.cpus,
-        extra: vec![
+        extra: [
             "-device".into(),
             format!(
                 "loader,file={},addr={HOST_ADDRESS:#x},force-raw=on",
@@ -222,7 +247,10 @@ fn run_configuration(
                 "loader,file={},addr={GUEST_IMAGE_ADDRESS:#x},force-raw=on",
                 guest.display()
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(extra)
+        .collect(),
         timeout: Duration::from_secs(120),
     };
     let outcome = run.execute()?;
@@ -312,7 +340,25 @@ pub fn run_qemu_tests() -> Result<(), String> {
         ..configuration("c1-pro-r1p1", 2, false)
     };
     run_configuration(&hostile, Scenario::HostileHost, false)?;
+    run_configuration(&attack_configuration(), Scenario::Attacks, false)?;
     Ok(())
+}
+
+/// The attack suite's machine: one affected CPU (under `-icount` a second CPU's store loop would
+/// take most of the machine's time), 2 MiB of guest memory.
+fn attack_configuration() -> DemoArgs {
+    DemoArgs {
+        cpu: "c1-pro-r1p1".to_string(),
+        cpus: 1,
+        memory: 2,
+        firmware_without_fix: false,
+    }
+}
+
+/// `cargo xtask attacks`: the attack suite with its log on the terminal.
+pub fn attacks() -> Result<(), String> {
+    crate::setup::ensure_qemu()?;
+    run_configuration(&attack_configuration(), Scenario::Attacks, true).map(|_| ())
 }
 
 #[cfg(test)]

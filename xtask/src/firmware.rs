@@ -35,6 +35,13 @@ pub const MONITOR_WITHOUT_FIX: Image = Image {
     package: "monitor",
     features: "without-erratum-fix",
 };
+/// The monitor of the benchmarks: the Non-secure PMU may count EL3 (`MDCR_EL3.SPME`), so the
+/// figures include the monitor's own instructions. Never deployed: it tells the Non-secure world how
+/// much the Secure world executes.
+pub const MONITOR_BENCHMARK: Image = Image {
+    package: "monitor",
+    features: "benchmark",
+};
 /// The EL2 test payload that drives the monitor's scenarios.
 pub const PAYLOAD: Image = Image {
     package: "el2-test-payload",
@@ -45,10 +52,16 @@ pub const HYPERVISOR: Image = Image {
     package: "hyp",
     features: "",
 };
-/// The hypervisor with upstream Linux's placement: one firmware call per page (benchmarks only).
+/// The hypervisor of the benchmarks: the host's PMU may count EL2 (`MDCR_EL2.HPMD` clear), so the
+/// figures include the hypervisor's instructions. Never deployed.
+pub const HYPERVISOR_BENCHMARK: Image = Image {
+    package: "hyp",
+    features: "benchmark",
+};
+/// The benchmark hypervisor with upstream Linux's placement: one firmware call per page.
 pub const HYPERVISOR_CALL_PER_PAGE: Image = Image {
     package: "hyp",
-    features: "firmware-call-per-page",
+    features: "benchmark,firmware-call-per-page",
 };
 /// The demo host (EL1).
 pub const HOST: Image = Image {

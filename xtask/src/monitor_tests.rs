@@ -2,7 +2,7 @@
 //! reports with a `payload: <name>: PASS` marker and its exit status. Also `cargo xtask build` and
 //! `cargo xtask run-payload`, and the instruction-count benchmark.
 
-use crate::firmware::{self, MONITOR, MONITOR_WITHOUT_FIX, PAYLOAD};
+use crate::firmware::{self, MONITOR, MONITOR_BENCHMARK, MONITOR_WITHOUT_FIX, PAYLOAD};
 use crate::qemu::{self, Run};
 use clap::Args;
 use std::path::Path;
@@ -231,7 +231,7 @@ pub fn run_qemu_tests() -> Result<(), String> {
 
 /// Retired instructions per call for 1, 2, 4 and 8 CPUs (printed; `cargo xtask test` runs it too).
 pub fn benchmark() -> Result<Vec<String>, String> {
-    let monitor = firmware::build(MONITOR)?;
+    let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let payload = firmware::build(PAYLOAD)?;
     let mut lines = Vec::new();
     for cpus in [1, 2, 4, 8] {

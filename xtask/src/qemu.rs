@@ -52,20 +52,18 @@ pub struct Outcome {
 impl Run {
     /// The QEMU command line.
     pub fn arguments(&self) -> Vec<String> {
-        let mut arguments: Vec<String> = [
-            "-M",
-            "virt,secure=on,virtualization=on,gic-version=3",
-            "-m",
-            "1G",
-            "-nographic",
-            "-nic",
-            "none",
-            "-semihosting",
-            "-no-reboot",
-        ]
-        .iter()
-        .map(|argument| (*argument).to_string())
-        .collect();
+        // 1 GiB of DRAM unless the extra arguments choose their own size.
+        let memory = if self.extra.iter().any(|argument| argument == "-m") {
+            None
+        } else {
+            Some(["-m", "1G"])
+        };
+        let mut arguments: Vec<String> = ["-M", "virt,secure=on,virtualization=on,gic-version=3"]
+            .into_iter()
+            .chain(memory.into_iter().flatten())
+            .chain(["-nographic", "-nic", "none", "-semihosting", "-no-reboot"])
+            .map(str::to_string)
+            .collect();
         arguments.extend([
             "-cpu".into(),
             self.cpu.clone(),

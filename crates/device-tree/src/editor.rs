@@ -98,6 +98,40 @@ impl<'a> DeviceTreeEditor<'a> {
         self.add_node_at(parent, name).map(|_| ())
     }
 
+    /// Removes the nodes (with everything below them) whose structure offsets are given (from
+    /// [`Node::structure_offset`](crate::Node::structure_offset), all read from this blob as it is
+    /// now); returns how many were removed. The hypervisor uses it to hand the host a tree without
+    /// the devices it withholds. Offsets that do not start a node are refused before anything changes.
+    pub fn remove_nodes(&mut self, offsets: &mut [usize]) -> Result<usize, Error> {
+        let structure = self.tree().structure();
+        for &offset in offsets.iter() {
+            let is_node = matches!(
+                crate::format::token_at(structure, offset),
+                Ok((crate::format::Token::BeginNode { .. }, _))
+            );
+            if !is_node || offset == self.tree().root()?.offset() {
+                return Err(Error::BadStructure);
+            }
+        }
+        // From the last to the first, so the offsets still to be removed stay valid (a child comes
+        // after its parent, so it goes first).
+        offsets.sort_unstable_by(|a, b| b.cmp(a));
+        let mut removed = 0;
+        let mut previous_start = usize::MAX;
+        for &offset in offsets.iter() {
+            if offset == previous_start {
+                continue;
+            }
+            let structure = self.tree().structure();
+            let (_, after_begin) = crate::format::token_at(structure, offset)?;
+            let end = crate::reader::skip_subtree(structure, after_begin)?;
+            self.resize_struct(offset, end - offset, 0)?;
+            previous_start = offset;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     pub(crate) fn set_property_at(
         &mut self,
         node: usize,

@@ -34,7 +34,10 @@ mod reader;
 
 pub use boot::{PSCI_COMPATIBLE, ReservedRegion};
 pub use editor::DeviceTreeEditor;
-pub use reader::{Children, Cpus, DeviceTree, MemoryRange, Node, Properties, Property};
+pub use reader::{
+    Cells, Children, Cpus, DeviceTree, MAX_WALK_DEPTH, MemoryRange, Node, Properties, Property,
+    RegRanges,
+};
 
 /// Why a blob could not be read or changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -324,6 +324,78 @@ impl<'a> DeviceTree<'a> {
     }
 }
 
+impl<'a> DeviceTree<'a> {
+    /// Calls `visit` for every node below the root, depth first in blob order, with the cells its
+    /// `reg` is written in (its parent's `#address-cells` and `#size-cells`). Nodes deeper than
+    /// [`MAX_WALK_DEPTH`] are not visited (a malicious or broken tree cannot exhaust the stack), nor
+    /// the children of a bus with more than two address cells (PCI).
+    pub fn walk_nodes(&self, visit: &mut dyn FnMut(Node<'a>, Cells)) -> Result<(), Error> {
+        fn walk<'a>(
+            node: Node<'a>,
+            depth: usize,
+            visit: &mut dyn FnMut(Node<'a>, Cells),
+        ) -> Result<(), Error> {
+            if depth >= MAX_WALK_DEPTH {
+                return Ok(());
+            }
+            // A bus whose addresses are not plain numbers (PCI's three cells) has no children this
+            // walk can describe: they are not visited.
+            let (address_cells, size_cells) = match node.cells() {
+                Ok(cells) => cells,
+                Err(Error::BadPropertyValue) => return Ok(()),
+                Err(error) => return Err(error),
+            };
+            let cells = Cells {
+                address: address_cells,
+                size: size_cells,
+            };
+            for child in node.children()? {
+                let child = child?;
+                visit(child, cells);
+                walk(child, depth + 1, visit)?;
+            }
+            Ok(())
+        }
+        walk(self.root()?, 0, visit)
+    }
+}
+
+/// How deep [`DeviceTree::walk_nodes`] goes below the root.
+pub const MAX_WALK_DEPTH: usize = 8;
+
+/// The cells a node's `reg` is written in: its parent's `#address-cells` and `#size-cells`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cells {
+    /// `#address-cells` (1 or 2).
+    pub address: usize,
+    /// `#size-cells` (0, 1 or 2).
+    pub size: usize,
+}
+
+/// The (address, size) pairs of a `reg` property; see [`Node::reg`].
+pub struct RegRanges<'a> {
+    value: &'a [u8],
+    cells: Cells,
+}
+
+impl Iterator for RegRanges<'_> {
+    type Item = Result<MemoryRange, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.value.is_empty() {
+            return None;
+        }
+        let entry = (self.cells.address + self.cells.size) * 4;
+        if entry == 0 || self.value.len() < entry || self.cells.size == 0 {
+            self.value = &[];
+            return Some(Err(Error::BadPropertyValue));
+        }
+        let (this, rest) = self.value.split_at(entry);
+        self.value = rest;
+        Some(decode_range(this, self.cells.address, self.cells.size))
+    }
+}
+
 /// Decodes the first (address, size) pair of a `reg` value.
 fn decode_range(reg: &[u8], address_cells: usize, size_cells: usize) -> Result<MemoryRange, Error> {
     let base = read_cells(reg, address_cells)?;
@@ -342,6 +414,31 @@ impl<'a> Node<'a> {
 
     pub(crate) fn offset(&self) -> usize {
         self.offset
+    }
+
+    /// Where the node starts in the structure block: names it for
+    /// [`DeviceTreeEditor::remove_nodes`](crate::DeviceTreeEditor::remove_nodes).
+    pub fn structure_offset(&self) -> usize {
+        self.offset
+    }
+
+    /// The ranges of the node's `reg` property, written in `cells` (from
+    /// [`DeviceTree::walk_nodes`]); empty when it has none.
+    pub fn reg(&self, cells: Cells) -> Result<RegRanges<'a>, Error> {
+        Ok(RegRanges {
+            value: self.property("reg")?.unwrap_or(&[]),
+            cells,
+        })
+    }
+
+    /// Whether one of the strings of the node's `compatible` list is `compatible`.
+    pub fn is_compatible(&self, compatible: &str) -> Result<bool, Error> {
+        let Some(list) = self.property("compatible")? else {
+            return Ok(false);
+        };
+        Ok(list
+            .split(|&byte| byte == 0)
+            .any(|entry| entry == compatible.as_bytes()))
     }
 
     fn name_matches(&self, component: &str) -> bool {

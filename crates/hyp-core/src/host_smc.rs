@@ -42,11 +42,15 @@ pub enum HostSmcAction {
 }
 
 /// Decides what to do with the host's SMC `function_id` with `arguments` (`x1`...).
+///
+/// The decision is taken on the ID without the SMCCC 1.3 SVE live-state hint (bit 16 of a fast
+/// call), because that is the ID the monitor acts on: classifying the raw ID would let the host reach
+/// the erratum call as `0x8101_0010`.
 pub fn classify(function_id: u32, arguments: &Arguments) -> HostSmcAction {
-    if abi::cpu_service::is_erratum_4193714_reserved(function_id) {
+    let id = FunctionId(function_id).without_sve_hint();
+    if abi::cpu_service::is_erratum_4193714_reserved(id.value()) {
         return HostSmcAction::Refuse(ReturnCode::NotSupported.to_register());
     }
-    let id = FunctionId(function_id);
     if !abi::psci::owns(id) {
         return HostSmcAction::Forward;
     }
@@ -95,6 +99,20 @@ mod tests {
             (0x8100_0010, args(&[]), HostSmcAction::Refuse(not_supported)),
             (0x8100_001F, args(&[]), HostSmcAction::Refuse(not_supported)),
             (0xC100_0010, args(&[]), HostSmcAction::Refuse(not_supported)),
+            // The same calls with the SVE live-state hint: the monitor ignores the hint, so must we.
+            (0x8101_0010, args(&[]), HostSmcAction::Refuse(not_supported)),
+            (0x8101_001F, args(&[]), HostSmcAction::Refuse(not_supported)),
+            (0xC101_0010, args(&[]), HostSmcAction::Refuse(not_supported)),
+            (
+                0xC401_0003,
+                args(&[2, 0x4220_1000, 7]),
+                HostSmcAction::CpuOn {
+                    target_cpu: 2,
+                    entry_point: 0x4220_1000,
+                    context_id: 7,
+                    convention: Convention::Smc64,
+                },
+            ),
             (0x8100_FF01, args(&[]), HostSmcAction::Forward),
             (0x8400_0000, args(&[]), HostSmcAction::Forward),
             (0xC200_0010, args(&[1]), HostSmcAction::Forward),

@@ -6,7 +6,9 @@
 //! | module | owns |
 //! |---|---|
 //! | [`Hypervisor`] (this file) | protected VMs and their vCPUs, the host hypercall table, guest exits |
+//! | [`devices`] | which devices the host may reach (the allowlist read from the device tree) |
 //! | [`errors`] | ownership refusals → host-visible [`HypercallError`] codes |
+//! | [`gic`] | the emulated redistributor control page (LPIs not offered), MMIO access decoding |
 //! | [`host_smc`] | what happens to an SMC the host makes (forward, refuse, rewrite `CPU_ON`) |
 //! | [`vcpu`] | a vCPU's saved registers |
 //!
@@ -19,7 +21,9 @@
 //! come back through [`Hypervisor::guest_exit`] and the run ends with [`Hypervisor::end_run`].
 #![cfg_attr(not(test), no_std)]
 
+pub mod devices;
 pub mod errors;
+pub mod gic;
 pub mod host_smc;
 pub mod vcpu;
 

@@ -7,6 +7,7 @@ use stage2::{Geometry, PagePool, TlbMaintenance, Vmid};
 
 const DRAM: Range<u64> = 0x4000_0000..0x4400_0000;
 const HYPERVISOR: Range<u64> = 0x4020_0000..0x4040_0000;
+const DEVICES: Range<u64> = 0x0800_0000..0x4000_0000;
 const FORBIDDEN: [Range<u64>; 2] = [0x0000_0000..0x0400_0000, 0x0e00_0000..0x0f00_0000];
 const METADATA: u64 = 0x4100_0000;
 const GUEST_MEMORY: u64 = 0x4200_0000;
@@ -38,6 +39,7 @@ impl ProtectionPlatform for FakePlatform {
     fn zero_page(&mut self, address: u64) {
         self.zeroed.push(address);
     }
+    fn clean_to_point_of_coherency(&mut self, _range: Range<u64>) {}
 }
 
 struct LeakedPools;
@@ -55,7 +57,7 @@ fn hypervisor(status: ProtectedModeStatus, mitigation: ErratumMitigation) -> Tes
         dram: DRAM,
         hypervisor: HYPERVISOR,
         forbidden: &FORBIDDEN,
-        device: 0x0800_0000..0x4000_0000,
+        devices: std::slice::from_ref(&DEVICES),
     };
     let bits = Box::leak(
         vec![0u8; HypervisorPages::bytes_needed(DRAM.end - DRAM.start)].into_boxed_slice(),

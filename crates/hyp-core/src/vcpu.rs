@@ -57,6 +57,24 @@ pub struct El1Registers {
     pub cntkctl: u64,
     /// `VMPIDR_EL2`: the MPIDR the EL1 software reads.
     pub vmpidr: u64,
+    /// `ACTLR_EL1`.
+    pub actlr: u64,
+    /// `CSSELR_EL1`.
+    pub csselr: u64,
+    /// `TPIDR2_EL0` (SME).
+    pub tpidr2_el0: u64,
+    /// `CNTV_CTL_EL0`: the virtual timer is the vCPU's own.
+    pub cntv_ctl: u64,
+    /// `CNTV_CVAL_EL0`.
+    pub cntv_cval: u64,
+    /// `CNTVOFF_EL2`: the offset of the virtual counter this EL1 reads.
+    pub cntvoff: u64,
+    /// `MDSCR_EL1`: the host's debug control must not arm breakpoints or watchpoints in a guest
+    /// (a guest's accesses to it trap: `MDCR_EL2.TDA`), so a guest always runs with 0.
+    pub mdscr: u64,
+    /// The pointer-authentication keys, low then high halves: `APIAKey`, `APIBKey`, `APDAKey`,
+    /// `APDBKey`, `APGAKey`.
+    pub pointer_authentication_keys: [u64; 10],
 }
 
 /// Everything of a vCPU the hypervisor saves while it does not run.

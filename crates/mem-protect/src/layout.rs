@@ -8,9 +8,11 @@ use crate::error::MemProtectError;
 /// The physical memory map the ownership rules are checked against.
 ///
 /// The host's stage-2 is an identity map: a host intermediate physical address is the physical address.
-/// DRAM pages may change owner; device memory below DRAM is mapped to the host on demand, except the
-/// forbidden ranges (secure-only devices, the monitor, the hypervisor's own image), which never appear in
-/// the host's stage-2 at all.
+/// DRAM pages may change owner; the devices the hypervisor lets the host reach (an allowlist: no
+/// device that can write memory behind the hypervisor's back) are mapped to the host on demand;
+/// everything else — the forbidden ranges (secure-only devices, the monitor, the hypervisor's own
+/// image), devices not on the list, addresses where nothing is — never appears in the host's stage-2
+/// at all, and the host's access takes an external abort.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryLayout<'a> {
     /// Normal memory whose pages can be owned, shared and donated.
@@ -19,8 +21,9 @@ pub struct MemoryLayout<'a> {
     pub hypervisor: Range<u64>,
     /// Physical ranges the host may never map (secure flash, secure RAM, secure-only devices).
     pub forbidden: &'a [Range<u64>],
-    /// Device memory the host may map on demand.
-    pub device: Range<u64>,
+    /// Device memory the host may map on demand: the allowlist, one range per device (or part of a
+    /// device) the host may reach.
+    pub devices: &'a [Range<u64>],
 }
 
 /// What a physical address is, for the ownership rules.
@@ -41,11 +44,44 @@ impl MemoryLayout<'_> {
             AddressKind::Forbidden
         } else if self.dram.contains(&address) {
             AddressKind::Memory
-        } else if self.device.contains(&address) {
+        } else if self.device_range(address).is_some() {
             AddressKind::Device
         } else {
             AddressKind::Forbidden
         }
+    }
+
+    /// The allowed device range holding `address`, if any.
+    pub fn device_range(&self, address: u64) -> Option<&Range<u64>> {
+        self.devices.iter().find(|range| range.contains(&address))
+    }
+
+    /// The largest naturally aligned block (of `sizes`, largest first, then a page) around `page`
+    /// that lies wholly inside one allowed device range and touches neither DRAM nor a forbidden
+    /// range: mapping device memory by blocks keeps the table pages a host's faults can consume
+    /// bounded by the allowlist, not by how many addresses the host touches.
+    pub fn device_block(&self, page: u64, sizes: &[u64]) -> Option<Range<u64>> {
+        let allowed = self.device_range(page)?;
+        let fits = |block: &Range<u64>| {
+            allowed.start <= block.start
+                && block.end <= allowed.end
+                && !overlaps(&self.dram, block)
+                && !self
+                    .forbidden
+                    .iter()
+                    .any(|forbidden| overlaps(forbidden, block))
+        };
+        sizes
+            .iter()
+            .filter_map(|&size| {
+                let start = page - page % size;
+                Some(start..start.checked_add(size)?)
+            })
+            .find(fits)
+            .or_else(|| {
+                let start = page - page % PAGE_SIZE;
+                Some(start..start + PAGE_SIZE).filter(fits)
+            })
     }
 
     /// Checks that `pages` pages from `address` are page aligned, do not wrap, and lie in DRAM; returns the
@@ -110,8 +146,44 @@ mod tests {
             dram: 0x4000_0000..0x8000_0000,
             hypervisor: 0x7f00_0000..0x8000_0000,
             forbidden: &FORBIDDEN,
-            device: 0x0800_0000..0x4000_0000,
+            devices: &[0x0800_0000..0x0A00_0000, 0x0A20_0000..0x0A20_1000],
         }
+    }
+
+    #[test]
+    fn device_blocks_stay_inside_one_allowed_range() {
+        const GIB: u64 = 1 << 30;
+        const MIB2: u64 = 2 << 20;
+        let sizes = [GIB, MIB2];
+        let cases = [
+            // The 2 MiB block around 0x0900_0000 lies inside the first range.
+            (0x0900_0123, Some(0x0900_0000..0x0920_0000)),
+            (0x0800_0000, Some(0x0800_0000..0x0820_0000)),
+            // A one-page device: a page, never more.
+            (0x0A20_0000, Some(0x0A20_0000..0x0A20_1000)),
+            // Outside the list.
+            (0x0A00_0000, None),
+            (0x0A20_1000, None),
+            (0x0000_1000, None),
+        ];
+        for (page, expected) in cases {
+            assert_eq!(layout().device_block(page, &sizes), expected, "{page:#x}");
+        }
+        // A whole allowed gibibyte is one block; next to DRAM or forbidden ranges it is not.
+        let big = [0x1_0000_0000..0x3_0000_0000, 0x0100_0000..0x4000_0000];
+        let wide = MemoryLayout {
+            devices: &big,
+            ..layout()
+        };
+        assert_eq!(
+            wide.device_block(0x1_2345_6000, &sizes),
+            Some(0x1_0000_0000..0x1_4000_0000)
+        );
+        // 0..1 GiB holds the forbidden Secure flash: 2 MiB blocks there, not the whole gibibyte.
+        assert_eq!(
+            wide.device_block(0x0500_0000, &sizes),
+            Some(0x0500_0000..0x0520_0000)
+        );
     }
 
     #[test]
@@ -121,6 +193,9 @@ mod tests {
             (0x7fff_f000, AddressKind::Memory),
             (0x8000_0000, AddressKind::Forbidden),
             (0x0900_0000, AddressKind::Device),
+            // Not on the allowlist: never mapped.
+            (0x0A00_0000, AddressKind::Forbidden),
+            (0x2000_0000, AddressKind::Forbidden),
             (0x0e00_1000, AddressKind::Forbidden),
             (0x0000_0000, AddressKind::Forbidden),
             (0x0400_0000, AddressKind::Forbidden),

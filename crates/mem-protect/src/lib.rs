@@ -504,6 +504,10 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
             self.roll_back_to_host(range);
             return Err(error);
         }
+        // The host can no longer write the pages: write back and drop what it left in the caches,
+        // so a guest that starts with its MMU off (non-cacheable accesses) reads what memory holds,
+        // and no dirty line of the host's is written back over the guest's data later.
+        self.platform.clean_to_point_of_coherency(range.clone());
         let mapped = self.apply_to_guest(slot, guest_address, size, guest_map(address));
         if let Err(error) = mapped {
             // Cannot happen: the range and the table memory were checked above.
@@ -818,7 +822,22 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         let page = address - address % PAGE_SIZE;
         match self.layout.classify(page) {
             AddressKind::Forbidden => HostFaultOutcome::Abort(HostAbortReason::Forbidden),
-            AddressKind::Device => self.map_on_demand(page, PAGE_SIZE, Attributes::DEVICE_OWNED),
+            AddressKind::Device => {
+                // The largest block that is all allowed device memory and where the host's table
+                // has nothing yet (a block never replaces mappings made before).
+                let block = self
+                    .layout
+                    .device_block(page, &DEVICE_BLOCK_SIZES)
+                    .filter(|block| {
+                        block.end - block.start == PAGE_SIZE || self.host_range_unused(block)
+                    })
+                    .unwrap_or(page..page + PAGE_SIZE);
+                self.map_on_demand(
+                    block.start,
+                    block.end - block.start,
+                    Attributes::DEVICE_OWNED,
+                )
+            }
             AddressKind::Memory => match self.host.walk(page) {
                 Entry::Annotated(_) => HostFaultOutcome::Abort(match self.host_view(page) {
                     PageOwnership::Guest { vm, .. } => HostAbortReason::OwnedByGuest(vm),
@@ -853,10 +872,15 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
 
     /// Whether nothing in the 2 MiB block at `block` is mapped or annotated.
     fn host_block_unused(&self, block: u64) -> bool {
+        self.host_range_unused(&(block..block + stage2::BLOCK_SIZE_2M))
+    }
+
+    /// Whether nothing in `range` is mapped or annotated in the host's stage-2.
+    fn host_range_unused(&self, range: &core::ops::Range<u64>) -> bool {
         let mut unused = true;
         let visited = self
             .host
-            .visit_leaves(block, stage2::BLOCK_SIZE_2M, |leaf| {
+            .visit_leaves(range.start, range.end - range.start, |leaf| {
                 unused &= leaf.entry == Entry::Unmapped;
             });
         visited.is_ok() && unused
@@ -877,6 +901,9 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         }
     }
 }
+
+/// Block sizes device memory is mapped in for the host, largest first (then a page).
+const DEVICE_BLOCK_SIZES: [u64; 2] = [1 << 30, stage2::BLOCK_SIZE_2M];
 
 fn hypervisor_annotation() -> Annotation {
     Annotation {

@@ -20,6 +20,8 @@ pub const GIB: u64 = 1 << 30;
 pub const DRAM_START: u64 = 0x4000_0000;
 /// 2 GiB of DRAM: the first GiB is donated, the last 16 MiB are the hypervisor's.
 pub const DRAM_END: u64 = DRAM_START + 2 * GIB;
+/// The devices of the measured machine (all of them below DRAM).
+const DEVICES: core::ops::Range<u64> = 0x0800_0000..DRAM_START;
 /// Where the measured donations appear in the guest (a 4 GiB-aligned guest address).
 pub const GUEST_BASE: u64 = 0x1_0000_0000;
 const HYPERVISOR_START: u64 = DRAM_END - (16 << 20);
@@ -44,6 +46,9 @@ impl ProtectionPlatform for NullPlatform {
     }
     fn zero_page(&mut self, physical_address: u64) {
         core::hint::black_box(physical_address);
+    }
+    fn clean_to_point_of_coherency(&mut self, range: core::ops::Range<u64>) {
+        core::hint::black_box(range);
     }
 }
 
@@ -83,7 +88,7 @@ pub fn machine(
         dram: DRAM_START..DRAM_END,
         hypervisor: HYPERVISOR_START..DRAM_END,
         forbidden: &FORBIDDEN,
-        device: 0x0800_0000..DRAM_START,
+        devices: core::slice::from_ref(&DEVICES),
     };
     let geometry = Geometry::from_pa_range(0b0010).map_err(MemProtectError::Table)?;
     let mut machine = MemProtect::new(

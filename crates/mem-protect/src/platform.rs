@@ -54,6 +54,10 @@ pub trait ProtectionPlatform: TlbMaintenance {
     /// guest page reads as zero to the host whatever its cache state.
     fn zero_page(&mut self, physical_address: u64);
 
+    /// Cleans and invalidates `range` to the point of coherency (`DC CIVAC` by line, then `DSB`):
+    /// pages donated to a guest, once the host can no longer write them.
+    fn clean_to_point_of_coherency(&mut self, range: Range<u64>);
+
     /// Observes one step of an ownership change.
     fn observe(&mut self, event: ProtectionEvent) {
         let _ = event;

@@ -400,6 +400,37 @@ fn donation_to_a_guest_makes_one_firmware_call_after_tlb_maintenance() {
             mitigation == ErratumMitigation::FirmwareDvmSync,
             mem_protect::Component::Guest(vm),
         );
+        // The donated range is cleaned to the point of coherency once, after the host lost it (and
+        // after the firmware call) and before the guest has it.
+        let cleans: Vec<usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| matches!(event, Event::CleanToPointOfCoherency(_)))
+            .map(|(index, _)| index)
+            .collect();
+        assert_eq!(cleans.len(), 1, "one clean per donation: {events:?}");
+        assert_eq!(
+            events[cleans[0]],
+            Event::CleanToPointOfCoherency(page(0)..page(300))
+        );
+        let after = |wanted: &dyn Fn(&Event) -> bool| {
+            events
+                .iter()
+                .position(wanted)
+                .is_some_and(|index| index < cleans[0])
+        };
+        assert!(after(&|event| matches!(
+            event,
+            Event::Protection(ProtectionEvent::HostAccessRevoked { .. })
+        )));
+        assert!(
+            mitigation == ErratumMitigation::NotNeeded
+                || after(&|event| *event == Event::FirmwareCall)
+        );
+        assert!(!after(&|event| matches!(
+            event,
+            Event::Protection(ProtectionEvent::OwnershipTransferred { .. })
+        )));
         for index in [0, 150, 299] {
             assert_eq!(
                 machine.page_ownership(page(index)),
@@ -708,12 +739,26 @@ fn host_faults_map_on_demand_or_abort() {
                 size: PAGE_SIZE,
             },
         ),
+        // Allowed device memory: the whole 2 MiB block around the access.
         (
             0x0900_0010,
             HostFaultOutcome::Mapped {
                 start: 0x0900_0000,
-                size: PAGE_SIZE,
+                size: stage2::BLOCK_SIZE_2M,
             },
+        ),
+        // The last allowed block below DRAM.
+        (
+            0x4000_0000 - PAGE_SIZE,
+            HostFaultOutcome::Mapped {
+                start: 0x3FE0_0000,
+                size: stage2::BLOCK_SIZE_2M,
+            },
+        ),
+        // Not on the allowlist (and not forbidden either): never mapped.
+        (
+            0x0500_0000,
+            HostFaultOutcome::Abort(HostAbortReason::Forbidden),
         ),
         (
             page(1) + 8,
@@ -747,4 +792,69 @@ fn host_faults_map_on_demand_or_abort() {
     for (address, expected) in cases {
         assert_eq!(machine.handle_host_fault(address), expected, "{address:#x}");
     }
+}
+
+/// A host that faults on ten thousand scattered device addresses: allowed ones are mapped in blocks,
+/// so the table pages they consume are bounded by the allowlist, and the rest abort without taking
+/// any; the hypervisor can still donate afterwards.
+#[test]
+fn device_faults_cannot_exhaust_the_host_table_pool() {
+    const WINDOW: std::ops::Range<u64> = 0x80_0000_0000..0x100_0000_0000;
+    let devices = [0x0900_0000..0x0900_1000, WINDOW];
+    let mut backing = Backing::new(16, 1, 16);
+    let Backing {
+        host_tables,
+        hypervisor_bits,
+        ..
+    } = &mut backing;
+    let mut machine = mem_protect::MemProtect::new(
+        mem_protect::MemoryLayout {
+            devices: &devices,
+            ..support::layout()
+        },
+        support::geometry(),
+        stage2::PagePool::new(host_tables),
+        hypervisor_bits,
+        ErratumMitigation::FirmwareDvmSync,
+        support::RecordingPlatform::default(),
+    )
+    .expect("machine");
+    let before = machine.host_stage2().table_pages_in_use();
+    let mut seed = 0x1234_5678_u64;
+    let mut aborted = 0;
+    for _ in 0..10_000 {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Anywhere in the 40-bit space outside DRAM, page aligned.
+        let address = (seed >> 24) & ((1 << 40) - 1) & !(PAGE_SIZE - 1);
+        if support::DRAM.contains(&address) {
+            continue;
+        }
+        match machine.handle_host_fault(address) {
+            HostFaultOutcome::Mapped { .. } => assert!(
+                WINDOW.contains(&address) || devices[0].contains(&address),
+                "{address:#x} mapped"
+            ),
+            HostFaultOutcome::Abort(HostAbortReason::Forbidden) => aborted += 1,
+            other => panic!("{address:#x}: {other:?}"),
+        }
+    }
+    let used = machine.host_stage2().table_pages_in_use() - before;
+    // The 512 GiB window in 1 GiB blocks needs one level-1 table; the page-sized UART a level-2 and
+    // a level-3 one.
+    assert!(used <= 4, "{used} table pages for device faults");
+    assert!(aborted > 5_000, "{aborted} aborted");
+    assert_eq!(
+        machine.handle_host_fault(0x0900_0000),
+        HostFaultOutcome::Mapped {
+            start: 0x0900_0000,
+            size: PAGE_SIZE
+        }
+    );
+    assert_eq!(
+        machine.host_donate_hypervisor(page(3), 1),
+        Ok(()),
+        "the hypervisor still has table pages for ownership changes"
+    );
 }

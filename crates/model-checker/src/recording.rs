@@ -180,6 +180,8 @@ impl ProtectionPlatform for RecordingPlatform {
     fn zero_page(&mut self, physical_address: u64) {
         self.steps.push(HypervisorStep::ZeroPage(physical_address));
     }
+    /// Caches are not part of the model (its memory is coherent): nothing to replay.
+    fn clean_to_point_of_coherency(&mut self, _range: core::ops::Range<u64>) {}
     fn observe(&mut self, event: ProtectionEvent) {
         self.steps.push(HypervisorStep::Protection(event));
     }
@@ -207,7 +209,7 @@ fn run_once(
         dram: DRAM,
         hypervisor: HYPERVISOR,
         forbidden: &FORBIDDEN,
-        device: DEVICE,
+        devices: std::slice::from_ref(&DEVICE),
     };
     let geometry = match Geometry::from_pa_range(0b0010) {
         Ok(geometry) => geometry,

@@ -3,8 +3,9 @@
 //!
 //! 1. `HYP_MEMINFO`: the hypervisor's page size must be 4 KiB.
 //! 2. Writes a secret pattern over its data pages and computes a checksum.
-//! 3. Writes a report (magic, checksum, data pages) into its report page and shares that page with
-//!    the host (`MEM_SHARE`), so the host can read the checksum; then stops sharing it
+//! 3. Writes a report (magic, checksum, data pages, page size, then what it found in the registers
+//!    the world switch must switch, see [`probe_registers`]) into its report page and shares that
+//!    page with the host (`MEM_SHARE`), so the host can read the checksum; then stops sharing it
 //!    (`MEM_UNSHARE`: the host loses the page again).
 //! 4. Checks every word of its pattern: `SYSTEM_OFF` when intact, `SYSTEM_RESET` when not (the host
 //!    counts that as a failure).
@@ -51,6 +52,52 @@ const PROBE: u64 = 1 << 63;
 /// PSCI `SYSTEM_OFF` and `SYSTEM_RESET`.
 const SYSTEM_OFF: u32 = 0x8400_0008;
 const SYSTEM_RESET: u32 = 0x8400_0009;
+
+/// The values the guest leaves in the registers it probes (the host's attack suite checks that it
+/// never sees them): pointer-authentication key A (low half), `TPIDR2_EL0`, `CNTV_CVAL_EL0`,
+/// `CNTV_CTL_EL0` (disabled), `CSSELR_EL1`.
+const GUEST_MARKERS: [u64; 5] = [
+    0x4775_6573_744B_6579,
+    0x4775_6573_7454_5032,
+    0x0000_6666_0000_0002,
+    0,
+    1,
+];
+
+/// Reads the registers a world switch must switch (what the host may have left there) into
+/// `found`, then leaves the guest's own values in them.
+fn probe_registers(found: &mut [u64; 5]) {
+    // SAFETY: reading and writing this EL1's own registers: the key is not used (pointer
+    // authentication is off in SCTLR_EL1), the virtual timer stays disabled, CSSELR only selects
+    // which cache ID register reads back.
+    unsafe {
+        core::arch::asm!(
+            "mrs {0}, S3_0_C2_C1_0",
+            "mrs {1}, S3_3_C13_C0_5",
+            "mrs {2}, cntv_cval_el0",
+            "mrs {3}, cntv_ctl_el0",
+            "mrs {4}, csselr_el1",
+            "msr S3_0_C2_C1_0, {5}",
+            "msr S3_3_C13_C0_5, {6}",
+            "msr cntv_cval_el0, {7}",
+            "msr cntv_ctl_el0, {8}",
+            "msr csselr_el1, {9}",
+            "isb",
+            out(reg) found[0],
+            out(reg) found[1],
+            out(reg) found[2],
+            out(reg) found[3],
+            out(reg) found[4],
+            in(reg) GUEST_MARKERS[0],
+            in(reg) GUEST_MARKERS[1],
+            in(reg) GUEST_MARKERS[2],
+            in(reg) GUEST_MARKERS[3],
+            in(reg) GUEST_MARKERS[4],
+            options(nostack),
+        );
+    }
+    found[3] &= 0b11;
+}
 
 /// Makes an HVC with `function_id` and `x1` = `argument`; returns `x0`.
 fn hvc(function_id: u32, argument: u64) -> u64 {
@@ -101,12 +148,17 @@ extern "C" fn guest_main(argument: u64) -> ! {
     }
     let report_words = report as *mut u64;
     let data_pages = (data.end - data.start) / PAGE_SIZE;
+    let mut found = [0; 5];
+    probe_registers(&mut found);
     // SAFETY: the report page is the guest's own page below the stack, used for nothing else.
     unsafe {
         report_words.write_volatile(REPORT_MAGIC);
         report_words.add(1).write_volatile(checksum);
         report_words.add(2).write_volatile(data_pages);
         report_words.add(3).write_volatile(page_size);
+        for (index, value) in found.into_iter().enumerate() {
+            report_words.add(4 + index).write_volatile(value);
+        }
     }
     let shared = hvc(MEM_SHARE, report);
     let unshared = hvc(MEM_UNSHARE, report);

@@ -4,14 +4,16 @@
 //! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
 //! scenarios chosen by the parameter block QEMU writes at
 //! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
-//! the demo, 2 the hostile host, 3 the donation benchmark; word 1: guest memory in MiB, 0 for 16;
-//! word 2: guest image size; benchmark only: word 3 pages per `DONATE_GUEST` call, word 4 non-zero
-//! for 2 MiB-aligned ranges):
+//! the demo, 2 the hostile host, 3 the donation benchmark, 4 the attack suite; word 1: guest memory
+//! in MiB, 0 for 16; word 2: guest image size; benchmark only: word 3 pages per `DONATE_GUEST` call,
+//! word 4 non-zero for 2 MiB-aligned ranges; attack suite only: word 5 a host page above 4 GiB, or 0):
 //!
 //! * [`demo`]: a protected VM from start to finish, with a summary;
 //! * [`hostile`]: hypercalls with bad arguments, each with its exact error, and checks that nothing
 //!   changed;
-//! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`).
+//! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`);
+//! * [`attacks`]: every path to memory and state around the hypercalls (devices, DMA, the GIC, the
+//!   world switch, the PMU, EL3 traps), each of which must be refused.
 //!
 //! All end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
 //! The host runs with a fixed identity map at stage 1 ([`mmu`]); the hypervisor's stage-2 decides
@@ -19,6 +21,7 @@
 #![no_std]
 #![no_main]
 
+mod attacks;
 mod bench;
 mod calls;
 mod demo;
@@ -27,7 +30,7 @@ mod mmu;
 mod secondaries;
 
 use core::arch::global_asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform_qemu::println;
 
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
@@ -36,6 +39,10 @@ global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
 /// Synchronous external aborts the host has taken (the hypervisor injects one for every access to
 /// memory the host gave away).
 pub static ABORTS: AtomicU64 = AtomicU64::new(0);
+/// Undefined-instruction exceptions taken while [`EXPECT_UNDEFINED`] was set.
+pub static UNDEFINED: AtomicU64 = AtomicU64::new(0);
+/// Set around an instruction that must raise an undefined-instruction exception (the attack suite).
+pub static EXPECT_UNDEFINED: AtomicBool = AtomicBool::new(false);
 
 /// Reads a system register by name.
 macro_rules! read_sysreg {
@@ -63,6 +70,10 @@ pub struct Parameters {
     pub pages_per_call: u64,
     /// Benchmark: donate 2 MiB-aligned ranges (blocks possible) rather than ranges one page off.
     pub block_aligned: bool,
+    /// Run the attack suite instead of the demo.
+    pub attacks: bool,
+    /// Attack suite: a host page above 4 GiB to donate and reclaim (0: the machine has none).
+    pub high_page: u64,
 }
 
 fn read_parameters() -> Parameters {
@@ -76,6 +87,7 @@ fn read_parameters() -> Parameters {
             base.add(2).read_volatile(),
             base.add(3).read_volatile(),
             base.add(4).read_volatile(),
+            base.add(5).read_volatile(),
         ]
     };
     let mebibytes = if words[1] == 0 { 16 } else { words[1].min(256) };
@@ -86,6 +98,8 @@ fn read_parameters() -> Parameters {
         benchmark: words[0] == 3,
         pages_per_call: words[3].max(1),
         block_aligned: words[4] != 0,
+        attacks: words[0] == 4,
+        high_page: words[5],
     }
 }
 
@@ -109,6 +123,8 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     let cpus = secondaries::start_all(device_tree);
     let passed = if parameters.hostile {
         hostile::run(parameters)
+    } else if parameters.attacks {
+        attacks::run(parameters)
     } else {
         demo::run(parameters, cpus)
     };
@@ -130,8 +146,9 @@ extern "C" fn host_secondary_main(context: u64) -> ! {
     secondaries::run(context)
 }
 
-/// A synchronous exception at EL1: an abort the hypervisor injected is counted and the faulting
-/// instruction skipped; anything else ends the demo.
+/// A synchronous exception at EL1: an abort the hypervisor injected (or, in the attack suite, an
+/// expected undefined instruction) is counted and the faulting instruction skipped; anything else
+/// ends the demo.
 #[unsafe(no_mangle)]
 extern "C" fn host_sync_exception() {
     let syndrome = read_sysreg!("esr_el1");
@@ -141,6 +158,13 @@ extern "C" fn host_sync_exception() {
         ABORTS.fetch_add(1, Ordering::Relaxed);
         let return_address = read_sysreg!("elr_el1") + 4;
         // SAFETY: stepping over the faulting (32-bit) instruction; the handler returns there.
+        unsafe { core::arch::asm!("msr elr_el1, {}", in(reg) return_address, options(nostack)) };
+        return;
+    }
+    if class == 0 && EXPECT_UNDEFINED.load(Ordering::Relaxed) {
+        UNDEFINED.fetch_add(1, Ordering::Relaxed);
+        let return_address = read_sysreg!("elr_el1") + 4;
+        // SAFETY: stepping over the undefined (32-bit) instruction; the handler returns there.
         unsafe { core::arch::asm!("msr elr_el1, {}", in(reg) return_address, options(nostack)) };
         return;
     }

@@ -1,8 +1,10 @@
 //! The protected hypervisor of pkvm-rs (EL2, nVHE), entered by the EL3 monitor at
 //! [`HYPERVISOR_BASE`] with x0 = the device tree.
 //!
-//! Boot flow (CPU 0, [`hyp_main`]): console → EL2 identity map, MMU and caches on ([`mmu`]) → read
-//! DRAM from the device tree and reserve the hypervisor's memory there (no-map) → erratum 4193714
+//! Boot flow (CPU 0, [`hyp_main`]): console → EL2 identity map of the image, MMU and caches on
+//! ([`mmu`]) → read DRAM and the devices from the device tree, remove the devices the host may not
+//! reach ([`hyp_core::devices`]) and reserve the hypervisor's memory there (no-map) → EL2 identity
+//! map of all DRAM → erratum 4193714
 //! check ([`decide_protected_mode`]): on an affected CPU the firmware call must answer 0, otherwise
 //! protected mode is refused and the host runs unprotected → the ownership state (`mem_protect`,
 //! host stage-2 from a static pool, filled on demand) inside [`hyp_core::Hypervisor`] → per-CPU EL2
@@ -19,7 +21,7 @@
 //! CPU index; `TPIDR_EL2` points at the CPU's [`PerCpu`] block for the vectors.
 //!
 //! Known gaps: FP/SIMD/SVE/SME registers are not switched between host and guest (the guest's use of
-//! them is trapped instead); the erratum decision is made on the boot CPU, and a later CPU that is
+//! them is trapped instead, see [`world_switch`]); the erratum decision is made on the boot CPU, and a later CPU that is
 //! affected when the boot CPU was not is refused (not started) rather than mitigated.
 #![no_std]
 #![no_main]
@@ -39,6 +41,7 @@ use core::cell::UnsafeCell;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
+use hyp_core::devices::HostDeviceMap;
 use hyp_core::{Hypervisor, MetadataPools};
 use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect, MemoryLayout};
 use platform::HypPlatform;
@@ -76,6 +79,29 @@ pub const HCR_HOST: u64 = 1 | (1 << 1) | (1 << 19) | (1 << 31) | (1 << 40) | (1 
 /// `HCR_EL2` while a guest runs: as for the host, plus physical interrupts to EL2 (FMO, IMO, AMO) and
 /// TLB maintenance broadcast inner shareable (FB, BSU).
 pub const HCR_GUEST: u64 = HCR_HOST | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10);
+/// `MDCR_EL2` while the host runs: every PMU counter is the host's (`HPMN` = `PMCR_EL0.N`), and
+/// (outside the benchmark build) none counts at EL2 (`HPMD`), so the host learns nothing from the
+/// hypervisor's own execution. Debug and PMU accesses are not trapped: the host owns them.
+pub fn mdcr_el2_host() -> u64 {
+    const HPMD: u64 = 1 << 17;
+    let counters = (read_sysreg!("pmcr_el0") >> 11) & 0x1F;
+    counters | if cfg!(feature = "benchmark") { 0 } else { HPMD }
+}
+
+/// `MDCR_EL2` while a guest runs: as for the host, plus traps of every PMU (`TPM`, `TPMCR`), debug
+/// (`TDA`, `TDOSA`, `TDRA`), statistical-profiling (`TPMS`) and trace (`TTRF`) register, so the guest
+/// neither reads nor changes the host's.
+pub fn mdcr_el2_guest() -> u64 {
+    const TPMCR: u64 = 1 << 5;
+    const TPM: u64 = 1 << 6;
+    const TDA: u64 = 1 << 9;
+    const TDOSA: u64 = 1 << 10;
+    const TDRA: u64 = 1 << 11;
+    const TPMS: u64 = 1 << 14;
+    const TTRF: u64 = 1 << 19;
+    mdcr_el2_host() | TPMCR | TPM | TDA | TDOSA | TDRA | TPMS | TTRF
+}
+
 /// `SPSR_EL2` for entering the host: EL1h with D, A, I, F masked.
 const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
@@ -132,9 +158,6 @@ impl<T> BootMemory<T> {
 const HOST_TABLE_PAGES: usize = 1024;
 static HOST_TABLES: BootMemory<[TablePage; HOST_TABLE_PAGES]> =
     BootMemory::new([const { TablePage::ZEROED }; HOST_TABLE_PAGES]);
-/// Two bits per DRAM page, enough for 4 GiB of DRAM.
-static PAGE_STATE_BITS: BootMemory<[u8; HypervisorPages::bytes_needed(4 << 30)]> =
-    BootMemory::new([0; HypervisorPages::bytes_needed(4 << 30)]);
 
 /// Physical ranges the host may never map: Secure flash, the Secure UART, the Secure GPIO, Secure RAM.
 static FORBIDDEN: [Range<u64>; 4] = [
@@ -182,7 +205,20 @@ pub fn secondary_entry_address() -> u64 {
     hyp_secondary_entry as *const () as u64
 }
 
-/// Reads the DRAM range from the device tree and reserves the hypervisor's memory in it.
+/// The devices the host may reach (read from the device tree at boot).
+static HOST_DEVICES: Once<HostDeviceMap> = Once::new();
+
+/// The host's device allowlist (empty before boot).
+pub fn host_devices() -> Option<&'static HostDeviceMap> {
+    HOST_DEVICES.get()
+}
+
+/// Most DRAM the hypervisor tracks (page-state bits come from its heap: 4 MiB for 64 GiB). DRAM
+/// beyond it is left out of the host's memory, with a message.
+const MAX_DRAM: u64 = 64 << 30;
+
+/// Reads DRAM and the devices from the device tree, and hands the host a tree without the devices
+/// it withholds and with the hypervisor's memory reserved (no-map).
 fn read_and_patch_device_tree(address: u64) -> Range<u64> {
     let fallback = DRAM_BASE as u64..DRAM_BASE as u64 + (1 << 30);
     // The tree may grow into the free space below the parameter block.
@@ -192,18 +228,41 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
     let buffer = unsafe { core::slice::from_raw_parts_mut(address as *mut u8, room) };
     let mut editor = match device_tree::DeviceTreeEditor::new(buffer) {
         Ok(editor) => editor,
-        Err(error) => {
-            println!("hyp: cannot read the device tree ({error}); assuming 1 GiB of DRAM");
-            return fallback;
-        }
+        Err(error) => panic!("cannot read the device tree ({error}): no device could be checked"),
     };
-    let dram = match editor.tree().memory() {
+    let mut dram = match editor.tree().memory() {
         Ok(memory) => memory.base..memory.base + memory.size,
         Err(error) => {
             println!("hyp: no memory node in the device tree ({error}); assuming 1 GiB");
             fallback
         }
     };
+    if dram.end - dram.start > MAX_DRAM {
+        println!(
+            "hyp: DRAM {:#x}..{:#x} is larger than the {} GiB the hypervisor tracks: the rest is not the host's",
+            dram.start,
+            dram.end,
+            MAX_DRAM >> 30
+        );
+        dram.end = dram.start + MAX_DRAM;
+    }
+    let devices = match HostDeviceMap::from_tree(&editor.tree(), smmu_translates_pcie()) {
+        Ok(devices) => devices,
+        Err(error) => panic!("cannot build the host's device allowlist: {error}"),
+    };
+    let mut withheld = [0; hyp_core::devices::MAX_WITHHELD_NODES];
+    for (slot, (offset, _)) in withheld.iter_mut().zip(devices.withheld()) {
+        *slot = *offset;
+    }
+    let count = devices.withheld().len();
+    match editor.remove_nodes(&mut withheld[..count]) {
+        Ok(removed) => println!(
+            "hyp: host devices: {} ranges allowed; {removed} devices withheld (DMA masters, unknown) and removed from its device tree",
+            devices.host_ranges().len()
+        ),
+        Err(error) => panic!("cannot remove the withheld devices from the device tree: {error}"),
+    }
+    HOST_DEVICES.call_once(|| devices);
     let region = device_tree::ReservedRegion {
         name: "pkvm-hypervisor",
         base: HYPERVISOR_BASE as u64,
@@ -220,6 +279,12 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
         }
     }
     dram
+}
+
+/// Whether the hypervisor owns an IOMMU that translates the PCIe root complex's DMA (only then may
+/// the host reach PCIe). Not yet: PCIe is withheld.
+fn smmu_translates_pcie() -> bool {
+    false
 }
 
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
@@ -276,28 +341,35 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     // image's console is its only user here.
     unsafe { platform_qemu::console::init() };
     println!("hyp: protected hypervisor of pkvm-rs on CPU {cpu}, device tree at {device_tree:#x}");
-    mmu::build_tables();
+    // A first map covering the image and the device tree, to read the tree with caches on; then the
+    // map of all DRAM the tree describes.
+    mmu::build_tables(DRAM_BASE as u64..DRAM_BASE as u64);
     mmu::enable();
     let dram = read_and_patch_device_tree(device_tree);
+    mmu::build_tables(dram.clone());
+    mmu::enable();
     let (mitigation, status) = decide_protected_mode();
     let geometry = match Geometry::from_id_aa64mmfr0_el1(read_sysreg!("id_aa64mmfr0_el1")) {
         Ok(geometry) => geometry,
         Err(error) => panic!("unsupported physical address size: {error}"),
     };
     GEOMETRY.call_once(|| geometry);
+    let Some(devices) = host_devices() else {
+        panic!("the device allowlist was not built");
+    };
     let layout = MemoryLayout {
         dram: dram.clone(),
         hypervisor: HYPERVISOR_BASE as u64..(HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64,
         forbidden: &FORBIDDEN,
-        // Everything in the physical address space that is neither DRAM nor forbidden is device
-        // memory the host may map on demand: the devices below DRAM and, above it, the PCIe
-        // configuration space and 64-bit window QEMU places past 256 GiB. (A host access where no
-        // device answers takes the external abort it would take without a hypervisor.)
-        device: 0..geometry.ipa_size(),
+        // Only the allowlisted devices: everything else (devices that write memory, unknown ones,
+        // addresses where nothing is) takes an external abort.
+        devices: devices.host_ranges(),
     };
-    let (Some(host_tables), Some(page_bits)) = (HOST_TABLES.take(), PAGE_STATE_BITS.take()) else {
+    let Some(host_tables) = HOST_TABLES.take() else {
         panic!("the boot memory was already taken");
     };
+    // Two bits per DRAM page, from the heap (never freed: the hypervisor tracks DRAM for ever).
+    let page_bits = alloc::vec![0; HypervisorPages::bytes_needed(dram.end - dram.start)].leak();
     let memory = match MemProtect::new(
         layout,
         geometry,
@@ -382,8 +454,12 @@ fn cpu_init(cpu: usize) {
         // SMCR_EL2: FA64 and LEN = 15.
         write_sysreg!("S3_4_C1_C2_6", (1 << 31) | 15);
     }
-    write_sysreg!("cnthctl_el2", 0b11);
+    write_sysreg!(
+        "cnthctl_el2",
+        world_switch::CNTHCTL_EL1PCTEN | world_switch::CNTHCTL_EL1PCEN
+    );
     write_sysreg!("cntvoff_el2", 0);
+    write_sysreg!("mdcr_el2", mdcr_el2_host());
     write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
     write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
     write_sysreg!("hstr_el2", 0);

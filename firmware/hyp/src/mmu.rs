@@ -7,7 +7,7 @@
 //! | GIC, UART0 | device, execute-never |
 //! | hypervisor code | normal, read-only, executable |
 //! | hypervisor read-only data | normal, read-only, execute-never |
-//! | the rest of DRAM (3 GiB window) | normal, read-write, execute-never |
+//! | the rest of DRAM (as the device tree describes it) | normal, read-write, execute-never |
 //!
 //! The hypervisor maps all of DRAM because it must be able to read and zero any page; which pages it
 //! may touch is recorded by `mem_protect::HypervisorPages`.
@@ -15,12 +15,14 @@
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
+use core::ops::Range;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use platform_qemu::hypervisor_map::{HYPERVISOR_BASE, HYPERVISOR_SIZE};
 use platform_qemu::identity_map::{self, ImageLayout};
 use platform_qemu::memory_map::{DRAM_BASE, GICD_BASE};
-use spin::Once;
 
-/// Root of the EL2 tables, once built.
-static ROOT: Once<usize> = Once::new();
+/// Root of the EL2 tables in use (0 before CPU 0 built them).
+static ROOT: AtomicUsize = AtomicUsize::new(0);
 
 /// Index 0 of `MAIR_ELx` (`identity_map::MAIR_VALUE`): device nGnRE.
 const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
@@ -35,52 +37,58 @@ const BASE: El23Attributes = El23Attributes::VALID
 /// SCTLR_EL2 with the MMU and caches off: its RES1 bits only.
 pub const SCTLR_EL2_RESET: u64 = identity_map::SCTLR_RESET;
 
-/// Builds the identity map (CPU 0, MMU off). Failing is fatal: the hypervisor cannot run without it.
-pub fn build_tables() {
-    ROOT.call_once(|| {
-        let image = ImageLayout::of_this_image();
-        let regions = [
-            (GICD_BASE, 0x0A00_0000, BASE | DEVICE | El23Attributes::XN),
-            (
-                DRAM_BASE,
-                image.image_start,
-                BASE | NORMAL | El23Attributes::XN,
-            ),
-            (
-                image.image_start,
-                image.rodata_start,
-                BASE | NORMAL | El23Attributes::READ_ONLY,
-            ),
-            (
-                image.rodata_start,
-                image.data_start,
-                BASE | NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN,
-            ),
-            (
-                image.data_start,
-                0x1_0000_0000,
-                BASE | NORMAL | El23Attributes::XN,
-            ),
-        ];
-        let mut map = IdMap::new(identity_map::ROOT_LEVEL, El2);
-        for (start, end, attributes) in regions {
-            if let Err(error) = map.map_range(&MemoryRegion::new(start, end), attributes) {
-                panic!("cannot map {start:#x}..{end:#x} at EL2: {error}");
-            }
+/// Builds the identity map of the hypervisor's image, its devices and `dram` (CPU 0), which the
+/// next [`enable`] turns on. Called twice: before the device tree is read (`dram` empty: the image
+/// and the tree below it), then with all DRAM the tree describes. Both maps give the running code
+/// the same translation, so switching from one to the other with the MMU on changes nothing in use.
+/// Failing is fatal: the hypervisor cannot run without it.
+pub fn build_tables(dram: Range<u64>) {
+    let image = ImageLayout::of_this_image();
+    // At least the hypervisor's whole reserved region (stacks, heap) after its read-only data.
+    let writable_end = usize::try_from(dram.end)
+        .unwrap_or(usize::MAX)
+        .max(HYPERVISOR_BASE + HYPERVISOR_SIZE);
+    let regions = [
+        (GICD_BASE, 0x0A00_0000, BASE | DEVICE | El23Attributes::XN),
+        (
+            DRAM_BASE,
+            image.image_start,
+            BASE | NORMAL | El23Attributes::XN,
+        ),
+        (
+            image.image_start,
+            image.rodata_start,
+            BASE | NORMAL | El23Attributes::READ_ONLY,
+        ),
+        (
+            image.rodata_start,
+            image.data_start,
+            BASE | NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN,
+        ),
+        (
+            image.data_start,
+            writable_end,
+            BASE | NORMAL | El23Attributes::XN,
+        ),
+    ];
+    let mut map = IdMap::new(identity_map::ROOT_LEVEL, El2);
+    for (start, end, attributes) in regions {
+        if let Err(error) = map.map_range(&MemoryRegion::new(start, end), attributes) {
+            panic!("cannot map {start:#x}..{end:#x} at EL2: {error}");
         }
-        map.mark_active();
-        let root = map.root_address().0;
-        // The tables live as long as the hypervisor: they are never changed or freed.
-        core::mem::forget(map);
-        root
-    });
+    }
+    map.mark_active();
+    ROOT.store(map.root_address().0, Ordering::Release);
+    // The tables live as long as the hypervisor: they are never changed or freed.
+    core::mem::forget(map);
 }
 
 /// Turns on this CPU's MMU and caches with the shared identity map.
 pub fn enable() {
-    let Some(&root) = ROOT.get() else {
+    let root = ROOT.load(Ordering::Acquire);
+    if root == 0 {
         panic!("EL2 page tables used before they were built");
-    };
+    }
     // SAFETY: `root` is the identity map built above; it covers the hypervisor's code, data, stacks
     // and devices at the addresses they already have, and this code runs at EL2.
     unsafe { identity_map::enable_el2(root) };

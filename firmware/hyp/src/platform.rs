@@ -126,6 +126,10 @@ impl ProtectionPlatform for HypPlatform {
         }
     }
 
+    fn clean_to_point_of_coherency(&mut self, range: core::ops::Range<u64>) {
+        clean_and_invalidate(range);
+    }
+
     fn zero_page(&mut self, physical_address: u64) {
         let page = physical_address as *mut u64;
         for index in 0..(mem_protect::PAGE_SIZE as usize / 8) {
@@ -133,14 +137,22 @@ impl ProtectionPlatform for HypPlatform {
             // that nobody else can access; the EL2 identity map covers all DRAM read-write.
             unsafe { page.add(index).write_volatile(0) };
         }
-        let line = data_cache_line_size();
-        for offset in (0..mem_protect::PAGE_SIZE as usize).step_by(line) {
-            // SAFETY: cleaning and invalidating a line of the same page to the point of coherency.
-            unsafe {
-                core::arch::asm!("dc civac, {}", in(reg) physical_address as usize + offset, options(nostack, preserves_flags))
-            };
-        }
-        // SAFETY: a barrier touches no memory.
-        unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
+        clean_and_invalidate(physical_address..physical_address + mem_protect::PAGE_SIZE);
     }
+}
+
+/// `DC CIVAC` over every line of `range` (DRAM, identity-mapped at EL2), then `DSB ISH`.
+fn clean_and_invalidate(range: core::ops::Range<u64>) {
+    let line = data_cache_line_size() as u64;
+    let mut address = range.start - range.start % line;
+    while address < range.end {
+        // SAFETY: cleaning and invalidating a line of DRAM to the point of coherency only writes back
+        // what the line holds; the EL2 identity map covers all DRAM.
+        unsafe {
+            core::arch::asm!("dc civac, {}", in(reg) address, options(nostack, preserves_flags))
+        };
+        address += line;
+    }
+    // SAFETY: a barrier touches no memory.
+    unsafe { core::arch::asm!("dsb ish", options(nostack, preserves_flags)) };
 }

@@ -9,6 +9,7 @@ use abi::hypercall::{self, HostHypercall, HypercallError, HypercallOutput};
 use abi::smccc::{ARGUMENT_REGISTERS, FunctionId, ReturnCode};
 use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::HostCallOutcome;
+use hyp_core::gic::{ControlPageAction, MmioAccess, control_page_access};
 use hyp_core::host_smc::{self, HostSmcAction};
 use mem_protect::HostFaultOutcome;
 use platform_qemu::println;
@@ -38,8 +39,6 @@ const ESR_IL: u64 = 1 << 25;
 const ESR_WNR: u64 = 1 << 6;
 /// Fault status code: synchronous external abort.
 const FSC_EXTERNAL_ABORT: u64 = 0x10;
-/// `SPSR` for entering the host's EL1 vector: EL1h with D, A, I, F masked.
-const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 /// PSCI `INVALID_ADDRESS`.
 const PSCI_INVALID_ADDRESS: u64 = -9_i64 as u64;
 
@@ -197,6 +196,14 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
     let far = read_sysreg!("far_el2");
     if (0x04..=0x0F).contains(&fault_status) {
         let ipa = world_switch::fault_ipa();
+        let control_page =
+            crate::host_devices().and_then(|devices| devices.redistributor_control(ipa));
+        if let Some((redistributor, offset)) = control_page
+            && syndrome >> 26 == EC_DATA_ABORT_LOWER
+            && emulate_redistributor_control(frame, syndrome, redistributor, offset)
+        {
+            return;
+        }
         let outcome = hypervisor().lock().memory_mut().handle_host_fault(ipa);
         if let HostFaultOutcome::Mapped { .. } = outcome {
             return;
@@ -217,19 +224,88 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
     );
 }
 
+/// Performs the host's access to a redistributor's control page as [`hyp_core::gic`] allows (LPIs
+/// never enabled, no LPI table ever given to the GIC) and steps over the instruction; returns false
+/// when the syndrome does not describe the access (the host then takes an abort).
+fn emulate_redistributor_control(
+    frame: &mut TrapFrame,
+    syndrome: u64,
+    redistributor: u64,
+    offset: u64,
+) -> bool {
+    let Some(access) = MmioAccess::decode(syndrome) else {
+        return false;
+    };
+    let address = redistributor + offset;
+    let register = usize::from(access.register);
+    match control_page_access(offset, access.write) {
+        ControlPageAction::Read { clear } => {
+            let raw = mmio_read(address, access.size) & !clear;
+            if register < 31 {
+                frame.registers[register] = access.loaded_value(raw);
+            }
+        }
+        ControlPageAction::ReadZero => {
+            if register < 31 {
+                frame.registers[register] = 0;
+            }
+        }
+        ControlPageAction::Write { clear } => {
+            let value = if register < 31 {
+                frame.registers[register]
+            } else {
+                0
+            };
+            mmio_write(address, access.size, value & !clear);
+        }
+        ControlPageAction::Ignore => {}
+    }
+    frame.return_address += 4;
+    true
+}
+
+fn mmio_read(address: u64, size: u8) -> u64 {
+    // SAFETY: `address` lies in a redistributor's control page (checked against the GIC's region
+    // from the device tree), which the hypervisor's own map covers as device memory; the access has
+    // the size the host used, naturally aligned as the architecture requires for device memory.
+    unsafe {
+        match size {
+            1 => u64::from((address as *const u8).read_volatile()),
+            2 => u64::from((address as *const u16).read_volatile()),
+            4 => u64::from((address as *const u32).read_volatile()),
+            _ => (address as *const u64).read_volatile(),
+        }
+    }
+}
+
+fn mmio_write(address: u64, size: u8, value: u64) {
+    // SAFETY: as for `mmio_read`; the value was checked by `control_page_access`.
+    unsafe {
+        match size {
+            1 => (address as *mut u8).write_volatile(value as u8),
+            2 => (address as *mut u16).write_volatile(value as u16),
+            4 => (address as *mut u32).write_volatile(value as u32),
+            _ => (address as *mut u64).write_volatile(value),
+        }
+    }
+}
+
 /// Makes the host take a synchronous exception with `syndrome` at its EL1 vector, as if its own
 /// EL1 had raised it: `ESR_EL1`, `FAR_EL1`, `ELR_EL1`, `SPSR_EL1`, then `VBAR_EL1` + the offset for
-/// where the host was (EL0: 0x400, EL1 with SP_EL1: 0x200, EL1 with SP_EL0: 0).
+/// where the host was ([`exception_entry::synchronous_entry`]).
 fn inject(frame: &mut TrapFrame, syndrome: u64, fault_address: u64) {
+    // The host runs with HCR_EL2.TGE clear: its EL0's exceptions go to its EL1.
+    let Ok(entry) = exception_entry::synchronous_entry(frame.saved_state, false) else {
+        println!(
+            "hyp: cannot reflect an exception into a host in SPSR state {:#x}",
+            frame.saved_state
+        );
+        platform_qemu::semihosting::exit(102)
+    };
     write_sysreg!("esr_el1", syndrome);
     write_sysreg!("far_el1", fault_address);
     write_sysreg!("elr_el1", frame.return_address);
     write_sysreg!("spsr_el1", frame.saved_state);
-    let offset = match frame.saved_state & 0xF {
-        0b0000 => 0x400,
-        0b0101 => 0x200,
-        _ => 0x000,
-    };
-    frame.return_address = read_sysreg!("vbar_el1") + offset;
-    frame.saved_state = SPSR_EL1H_MASKED;
+    frame.return_address = read_sysreg!("vbar_el1") + entry.vector_offset;
+    frame.saved_state = entry.spsr;
 }

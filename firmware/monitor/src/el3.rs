@@ -12,6 +12,17 @@ macro_rules! read_sysreg {
 }
 pub(crate) use read_sysreg;
 
+/// Writes a system register by name.
+macro_rules! write_sysreg {
+    ($name:literal, $value:expr) => {{
+        let value: u64 = $value;
+        // SAFETY: the callers write the saved state of a lower exception level (its syndrome, return
+        // address and state), which only decides where that level resumes.
+        unsafe { core::arch::asm!(concat!("msr ", $name, ", {}"), in(reg) value, options(nomem, nostack, preserves_flags)) };
+    }};
+}
+pub(crate) use write_sysreg;
+
 const SCR_NS: u64 = 1 << 0;
 const SCR_FIQ: u64 = 1 << 2;
 const SCR_RES1: u64 = (1 << 4) | (1 << 5);
@@ -28,8 +39,14 @@ const SCR_ENTP2: u64 = 1 << 41;
 
 const CPTR_EZ: u64 = 1 << 8;
 const CPTR_ESM: u64 = 1 << 12;
-/// MDCR_EL3.SPME: events may be counted at EL3 too, so that the benchmark sees the monitor's cost.
-const MDCR_SPME: u64 = 1 << 17;
+/// `MDCR_EL3`: in the benchmark build SPME (bit 17), so the Non-secure PMU also counts EL3 and the
+/// benchmark sees the monitor's cost; otherwise 0, so the Non-secure world learns nothing of what
+/// the Secure world executes (counting prohibited there, SPME clear).
+const MDCR: u64 = if cfg!(feature = "benchmark") {
+    1 << 17
+} else {
+    0
+};
 
 /// Extracts a 4-bit ID register field.
 fn id_field(value: u64, shift: u32) -> u64 {
@@ -43,7 +60,8 @@ fn id_field(value: u64, shift: u32) -> u64 {
 ///   hypervisor and Linux use (pointer authentication, fine-grained traps, ECV, HCRX, SCXTNUM,
 ///   TPIDR2) not trapped when the CPU has them.
 /// * `CPTR_EL3`: FP/SIMD, SVE and SME not trapped; the largest vector lengths allowed.
-/// * `MDCR_EL3`: the PMU usable from the Non-secure world, counting at EL3 allowed.
+/// * `MDCR_EL3`: the PMU usable from the Non-secure world; counting at EL3 only in the benchmark
+///   build.
 pub fn init_cpu() {
     let pfr0 = read_sysreg!("id_aa64pfr0_el1");
     let pfr1 = read_sysreg!("id_aa64pfr1_el1");
@@ -87,7 +105,7 @@ pub fn init_cpu() {
             "isb",
             scr = in(reg) scr,
             cptr = in(reg) cptr,
-            mdcr = in(reg) MDCR_SPME,
+            mdcr = in(reg) MDCR,
             options(nostack),
         );
     }

@@ -21,7 +21,7 @@ pub fn layout() -> MemoryLayout<'static> {
         dram: DRAM,
         hypervisor: HYPERVISOR,
         forbidden: &FORBIDDEN,
-        device: DEVICE,
+        devices: std::slice::from_ref(&DEVICE),
     }
 }
 
@@ -36,6 +36,7 @@ pub enum Event {
     Tlb(TlbEvent),
     FirmwareCall,
     ZeroPage(u64),
+    CleanToPointOfCoherency(std::ops::Range<u64>),
     Protection(ProtectionEvent),
 }
 
@@ -82,6 +83,9 @@ impl ProtectionPlatform for RecordingPlatform {
     }
     fn zero_page(&mut self, physical_address: u64) {
         self.events.push(Event::ZeroPage(physical_address));
+    }
+    fn clean_to_point_of_coherency(&mut self, range: std::ops::Range<u64>) {
+        self.events.push(Event::CleanToPointOfCoherency(range));
     }
     fn observe(&mut self, event: ProtectionEvent) {
         self.events.push(Event::Protection(event));

@@ -16,8 +16,9 @@ pub mod psci;
 pub mod statistics;
 
 use crate::context::Context;
-use crate::el3::read_sysreg;
+use crate::el3::{read_sysreg, write_sysreg};
 use abi::smccc::{ARGUMENT_REGISTERS, Arguments, FunctionId};
+use exception_entry::ExceptionLevel;
 
 /// `SMC_UNK`: the function is not implemented.
 pub const SMC_UNKNOWN: u64 = -1_i64 as u64;
@@ -78,8 +79,9 @@ static SERVICES: [&dyn Service; 4] = [
 const EC_SMC64: u64 = 0x17;
 
 /// Synchronous exception from the Non-secure world (the Rust end of `exceptions.S`'s lower-EL
-/// synchronous vector): an SMC (anything else is a monitor bug or a configuration error and stops
-/// the system).
+/// synchronous vector): an SMC, or an access to a register that traps to EL3 (a Group 0 GIC register
+/// such as `ICC_IAR0_EL1`, say), which the caller gets back as an undefined instruction: a lower
+/// level must not be able to stop the machine.
 ///
 /// It lives next to [`dispatch`] rather than with the other vector ends in `context.rs` so that the
 /// two are always compiled in the same codegen unit: `dispatch` is then inlined on the path of every
@@ -90,11 +92,38 @@ extern "C" fn handle_lower_el_sync(context: &mut Context) {
     if syndrome >> 26 == EC_SMC64 {
         dispatch(context);
     } else {
-        panic!(
-            "unexpected trap from the Non-secure world: ESR_EL3 {syndrome:#x}, ELR_EL3 {:#x}",
-            context.return_address
-        );
+        inject_undefined(context, syndrome);
     }
+}
+
+/// Makes the Non-secure code that trapped take an undefined-instruction exception at the level the
+/// architecture would route it to (its own, or EL1/EL2 from EL0), at that level's vector.
+#[cold]
+fn inject_undefined(context: &mut Context, syndrome: u64) {
+    let el0_to_el2 = read_sysreg!("hcr_el2") & (1 << 27) != 0;
+    let entry = match exception_entry::synchronous_entry(context.saved_state, el0_to_el2) {
+        Ok(entry) => entry,
+        Err(error) => panic!(
+            "trap from the Non-secure world that cannot be reflected ({error}): ESR_EL3 {syndrome:#x}, ELR_EL3 {:#x}",
+            context.return_address
+        ),
+    };
+    let vector_base = match entry.level {
+        ExceptionLevel::El2 => {
+            write_sysreg!("esr_el2", exception_entry::ESR_UNDEFINED);
+            write_sysreg!("elr_el2", context.return_address);
+            write_sysreg!("spsr_el2", context.saved_state);
+            read_sysreg!("vbar_el2")
+        }
+        ExceptionLevel::El1 | ExceptionLevel::El0 => {
+            write_sysreg!("esr_el1", exception_entry::ESR_UNDEFINED);
+            write_sysreg!("elr_el1", context.return_address);
+            write_sysreg!("spsr_el1", context.saved_state);
+            read_sysreg!("vbar_el1")
+        }
+    };
+    context.return_address = vector_base + entry.vector_offset;
+    context.saved_state = entry.spsr;
 }
 
 /// Handles the SMC saved in `context` and writes its results back into it.
