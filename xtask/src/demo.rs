@@ -34,6 +34,45 @@ pub struct DemoArgs {
 enum Scenario {
     Demo,
     HostileHost,
+    /// DMA with QEMU's `edu` device behind the SMMUv3 (`-M iommu=smmuv3`): the host's own pages
+    /// must be reachable, a guest's and the hypervisor's not.
+    Dma,
+}
+
+impl Scenario {
+    /// The host demo's scenario word (`host-demo`'s parameter block, word 0).
+    fn mode(self) -> u64 {
+        match self {
+            Self::Demo => 1,
+            Self::HostileHost => 2,
+            Self::Dma => 4,
+        }
+    }
+
+    /// The name of its runs.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::HostileHost => "hostile-host",
+            Self::Dma => "dma",
+        }
+    }
+
+    /// QEMU arguments beyond the common ones: the SMMUv3 in front of the PCIe root complex and the
+    /// `edu` device, its DMA not limited to 28 bits (its default mask).
+    fn qemu_arguments(self) -> Vec<String> {
+        match self {
+            Self::Demo | Self::HostileHost => Vec::new(),
+            Self::Dma => [
+                "-M",
+                "iommu=smmuv3",
+                "-device",
+                "edu,dma_mask=0xffffffffffffffff",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 /// What the configuration requires of the run.
@@ -73,6 +112,34 @@ fn two_numbers_after(log: &str, prefix: &str) -> Option<(u64, u64)> {
     Some((first, second))
 }
 
+/// Lines the DMA scenario must print, and what their absence means.
+const DMA_MARKERS: [(&str, &str); 6] = [
+    (
+        "hyp: smmu: translating every PCIe stream",
+        "the hypervisor did not take the SMMU",
+    ),
+    (
+        "host: dma: own pages reachable: yes",
+        "DMA to the host's own pages failed",
+    ),
+    (
+        "host: dma: guest secret read by DMA: no",
+        "DMA read a protected guest's page",
+    ),
+    (
+        "host: dma: guest page written by DMA: no",
+        "DMA wrote a protected guest's page",
+    ),
+    (
+        "host: dma: hypervisor memory written and read by DMA: no",
+        "DMA reached the hypervisor's memory",
+    ),
+    (
+        "host: dma: hypervisor alive: yes",
+        "the hypervisor stopped answering",
+    ),
+];
+
 /// Checks the log against the configuration; returns the problems found.
 fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<String> {
     let mut problems: Vec<String> = Vec::new();
@@ -110,6 +177,12 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
             !log.contains(": FAIL"),
             "a hostile-host check failed",
         );
+        return problems;
+    }
+    if scenario == Scenario::Dma {
+        for (line, what) in DMA_MARKERS {
+            require(&mut problems, log.contains(line), what);
+        }
         return problems;
     }
     let needed = number_after(log, "host: firmware calls needed on an affected CPU:");
@@ -185,17 +258,9 @@ fn run_configuration(
     let guest_size = std::fs::metadata(&guest)
         .map_err(|error| format!("{}: {error}", guest.display()))?
         .len();
-    let mode = match scenario {
-        Scenario::Demo => 1,
-        Scenario::HostileHost => 2,
-    };
     let name = format!(
         "{}-{}-smp{}{}",
-        if scenario == Scenario::Demo {
-            "demo"
-        } else {
-            "hostile-host"
-        },
+        scenario.name(),
         args.cpu,
         args.cpus,
         if args.firmware_without_fix {
@@ -208,10 +273,10 @@ fn run_configuration(
         name,
         monitor,
         payload: Some(hypervisor),
-        parameters: vec![mode, args.memory, guest_size],
+        parameters: vec![scenario.mode(), args.memory, guest_size],
         cpu: qemu::cpu_argument(&args.cpu)?,
         cpus: args.cpus,
-        extra: vec![
+        extra: [
             "-device".into(),
             format!(
                 "loader,file={},addr={HOST_ADDRESS:#x},force-raw=on",
@@ -222,7 +287,10 @@ fn run_configuration(
                 "loader,file={},addr={GUEST_IMAGE_ADDRESS:#x},force-raw=on",
                 guest.display()
             ),
-        ],
+        ]
+        .into_iter()
+        .chain(scenario.qemu_arguments())
+        .collect(),
         timeout: Duration::from_secs(120),
     };
     let outcome = run.execute()?;
@@ -312,7 +380,19 @@ pub fn run_qemu_tests() -> Result<(), String> {
         ..configuration("c1-pro-r1p1", 2, false)
     };
     run_configuration(&hostile, Scenario::HostileHost, false)?;
+    run_dma_scenario(false)?;
     Ok(())
+}
+
+/// The DMA scenario on 2 affected CPUs with 2 MiB of guest memory; `show_log` prints the serial log.
+pub fn run_dma_scenario(show_log: bool) -> Result<(), String> {
+    let args = DemoArgs {
+        cpu: "c1-pro-r1p1".to_string(),
+        cpus: 2,
+        memory: 2,
+        firmware_without_fix: false,
+    };
+    run_configuration(&args, Scenario::Dma, show_log).map(drop)
 }
 
 #[cfg(test)]

@@ -30,6 +30,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Only the hypervisor's QEMU scenarios (part of `test`).
     TestHypervisor,
+    /// Only the DMA scenario (part of `test-hypervisor`): QEMU's edu device behind the SMMUv3.
+    TestDma,
     /// Run the benchmarks and print their figures.
     Bench(bench::BenchArgs),
     /// Fetch and cache Debian's arm64 kernel and busybox, build the hotplug initramfs, print the paths.
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Demo(args) => demo::demo(&args),
         Command::TestHypervisor => demo::run_qemu_tests(),
+        Command::TestDma => demo::run_dma_scenario(true),
         Command::Bench(args) => bench::run(&args),
         Command::FetchLinux => linux::fetch_linux(),
         Command::Run(args) => run::run(&args),

@@ -4,14 +4,16 @@
 //! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
 //! scenarios chosen by the parameter block QEMU writes at
 //! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
-//! the demo, 2 the hostile host, 3 the donation benchmark; word 1: guest memory in MiB, 0 for 16;
+//! the demo, 2 the hostile host, 3 the donation benchmark, 4 the DMA scenario; word 1: guest memory
+//! in MiB, 0 for 16;
 //! word 2: guest image size; benchmark only: word 3 pages per `DONATE_GUEST` call, word 4 non-zero
 //! for 2 MiB-aligned ranges):
 //!
 //! * [`demo`]: a protected VM from start to finish, with a summary;
 //! * [`hostile`]: hypercalls with bad arguments, each with its exact error, and checks that nothing
 //!   changed;
-//! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`).
+//! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`);
+//! * [`dma`]: DMA with QEMU's `edu` device into the host's, a guest's and the hypervisor's memory.
 //!
 //! All end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
 //! The host runs with a fixed identity map at stage 1 ([`mmu`]); the hypervisor's stage-2 decides
@@ -22,6 +24,7 @@
 mod bench;
 mod calls;
 mod demo;
+mod dma;
 mod hostile;
 mod mmu;
 mod secondaries;
@@ -63,6 +66,8 @@ pub struct Parameters {
     pub pages_per_call: u64,
     /// Benchmark: donate 2 MiB-aligned ranges (blocks possible) rather than ranges one page off.
     pub block_aligned: bool,
+    /// Run the DMA scenario instead of the demo.
+    pub dma: bool,
 }
 
 fn read_parameters() -> Parameters {
@@ -86,6 +91,7 @@ fn read_parameters() -> Parameters {
         benchmark: words[0] == 3,
         pages_per_call: words[3].max(1),
         block_aligned: words[4] != 0,
+        dma: words[0] == 4,
     }
 }
 
@@ -109,6 +115,8 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     let cpus = secondaries::start_all(device_tree);
     let passed = if parameters.hostile {
         hostile::run(parameters)
+    } else if parameters.dma {
+        dma::run(parameters, device_tree)
     } else {
         demo::run(parameters, cpus)
     };
