@@ -12,7 +12,8 @@
 //! (and power-down `CPU_SUSPEND`); they run [`cpu_init`] and enter the host's own entry point.
 //!
 //! At run time: host traps in [`traps`], vCPU runs in [`world_switch`], the erratum hook and TLB
-//! maintenance in [`platform`], firmware calls in [`firmware`].
+//! maintenance in [`platform`], the SMMU that keeps DMA to the host's own pages in [`smmu`], firmware
+//! calls in [`firmware`].
 //!
 //! Concurrency: the [`hyp_core::Hypervisor`] is behind one spin lock (which gives the ownership lock
 //! order host → hypervisor → guest); a vCPU runs without it. Per-CPU state is indexed by the dense
@@ -30,6 +31,7 @@ mod firmware;
 mod heap;
 mod mmu;
 mod platform;
+mod smmu;
 mod sysreg;
 mod traps;
 mod world_switch;
@@ -136,10 +138,12 @@ static HOST_TABLES: BootMemory<[TablePage; HOST_TABLE_PAGES]> =
 static PAGE_STATE_BITS: BootMemory<[u8; HypervisorPages::bytes_needed(4 << 30)]> =
     BootMemory::new([0; HypervisorPages::bytes_needed(4 << 30)]);
 
-/// Physical ranges the host may never map: Secure flash, the Secure UART, the Secure GPIO, Secure RAM.
-static FORBIDDEN: [Range<u64>; 4] = [
+/// Physical ranges the host may never map: Secure flash, the Secure UART, the SMMUv3 (the
+/// hypervisor's), the Secure GPIO, Secure RAM.
+static FORBIDDEN: [Range<u64>; 5] = [
     0x0000_0000..0x0400_0000,
     0x0904_0000..0x0905_0000,
+    smmu::QEMU_SMMU,
     0x090B_0000..0x090C_0000,
     0x0E00_0000..0x0F00_0000,
 ];
@@ -182,8 +186,9 @@ pub fn secondary_entry_address() -> u64 {
     hyp_secondary_entry as *const () as u64
 }
 
-/// Reads the DRAM range from the device tree and reserves the hypervisor's memory in it.
-fn read_and_patch_device_tree(address: u64) -> Range<u64> {
+/// Reads the DRAM range from the device tree and reserves the hypervisor's memory in it; hides the
+/// SMMUv3 from the host and returns its registers.
+fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::MemoryRange>) {
     let fallback = DRAM_BASE as u64..DRAM_BASE as u64 + (1 << 30);
     // The tree may grow into the free space below the parameter block.
     let room = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS - DRAM_BASE;
@@ -194,7 +199,7 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
         Ok(editor) => editor,
         Err(error) => {
             println!("hyp: cannot read the device tree ({error}); assuming 1 GiB of DRAM");
-            return fallback;
+            return (fallback, None);
         }
     };
     let dram = match editor.tree().memory() {
@@ -219,7 +224,14 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
             println!("hyp: cannot reserve the hypervisor's memory in the device tree: {error}")
         }
     }
-    dram
+    let smmu = match editor.hide_smmu_v3() {
+        Ok(smmu) => smmu,
+        Err(error) => {
+            println!("hyp: cannot hide the SMMUv3 from the host's device tree: {error}");
+            None
+        }
+    };
+    (dram, smmu)
 }
 
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
@@ -278,7 +290,7 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     println!("hyp: protected hypervisor of pkvm-rs on CPU {cpu}, device tree at {device_tree:#x}");
     mmu::build_tables();
     mmu::enable();
-    let dram = read_and_patch_device_tree(device_tree);
+    let (dram, smmu_registers) = read_and_patch_device_tree(device_tree);
     let (mitigation, status) = decide_protected_mode();
     let geometry = match Geometry::from_id_aa64mmfr0_el1(read_sysreg!("id_aa64mmfr0_el1")) {
         Ok(geometry) => geometry,
@@ -309,12 +321,22 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
         Ok(memory) => memory,
         Err(error) => panic!("cannot set up the host's stage-2: {error:?}"),
     };
+    if let Some(registers) = smmu_registers {
+        // The host owns all of DRAM but the hypervisor's memory at this point.
+        let hypervisor = memory.layout().hypervisor.clone();
+        smmu::take_ownership(
+            registers,
+            &[dram.start..hypervisor.start, hypervisor.end..dram.end],
+        );
+    }
     HOST_VTTBR.store(memory.host_stage2().vttbr_el2(), Ordering::Relaxed);
     platform::set_vttbr(0, host_vttbr());
     HYPERVISOR.call_once(|| SpinMutex::new(Hypervisor::new(memory, DonatedPools, status)));
     println!(
-        "hyp: DRAM {:#x}..{:#x}; host stage-2 identity map filled on demand; entering the host at {HOST_ENTRY:#x} (EL1)",
-        dram.start, dram.end
+        "hyp: DRAM {:#x}..{:#x}; host stage-2 identity map filled on demand; PCIe DMA contained by the SMMU: {}; entering the host at {HOST_ENTRY:#x} (EL1)",
+        dram.start,
+        dram.end,
+        if smmu::owns_pcie_dma() { "yes" } else { "no" }
     );
     cpu_init(cpu);
     // SAFETY: the host entry is host memory (QEMU loaded the host image there); EL2 is set up.
