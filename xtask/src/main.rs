@@ -40,6 +40,9 @@ enum Command {
     Run(run::RunArgs),
     /// Only the Linux boot test (part of `test`): Debian's kernel, CPU hotplug loops, power-off.
     TestLinux,
+    /// Only the SMMU boot test (part of `test-linux`): Linux under the hypervisor uses virtio-rng-pci
+    /// behind the hypervisor's SMMUv3.
+    TestLinuxIommu,
     /// Build the firmware images (monitor, test payload) as raw binaries under target/images.
     Build(monitor_tests::BuildArgs),
     /// Boot the monitor in QEMU with the EL2 test payload running one scenario.
@@ -61,6 +64,7 @@ fn main() -> ExitCode {
         Command::FetchLinux => linux::fetch_linux(),
         Command::Run(args) => run::run(&args),
         Command::TestLinux => run::linux_boot_test(),
+        Command::TestLinuxIommu => run::linux_iommu_test(),
         Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),
