@@ -37,6 +37,59 @@ enum Scenario {
     /// The attack suite (`firmware/host-demo/src/attacks.rs`), under `-icount` so the PMU counts
     /// instructions, with 5 GiB of DRAM so a page lies above 4 GiB.
     Attacks,
+    /// DMA with QEMU's `edu` device behind the SMMUv3 (`-M iommu=smmuv3`): the host's own pages
+    /// must be reachable, a guest's and the hypervisor's not.
+    Dma,
+}
+
+impl Scenario {
+    /// The host demo's scenario word (`host-demo`'s parameter block, word 0).
+    fn mode(self) -> u64 {
+        match self {
+            Self::Demo => 1,
+            Self::HostileHost => 2,
+            Self::Attacks => 4,
+            Self::Dma => 5,
+        }
+    }
+
+    /// The name of its runs.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Demo => "demo",
+            Self::HostileHost => "hostile-host",
+            Self::Attacks => "attacks",
+            Self::Dma => "dma",
+        }
+    }
+
+    /// Parameter words after the common three (scenario, guest MiB, guest image size).
+    fn extra_parameters(self) -> Vec<u64> {
+        match self {
+            Self::Attacks => vec![0, 0, HIGH_PAGE],
+            Self::Demo | Self::HostileHost | Self::Dma => Vec::new(),
+        }
+    }
+
+    /// QEMU arguments beyond the common ones: for the attack suite 5 GiB of DRAM and `-icount` (the
+    /// PMU counts instructions only then); for the DMA scenario the SMMUv3 in front of the PCIe root
+    /// complex and the `edu` device, its DMA not limited to 28 bits (its default mask).
+    fn qemu_arguments(self) -> Vec<String> {
+        match self {
+            Self::Demo | Self::HostileHost => Vec::new(),
+            Self::Attacks => ["-m", "5G", "-icount", "shift=0,sleep=off"]
+                .map(String::from)
+                .to_vec(),
+            Self::Dma => [
+                "-M",
+                "iommu=smmuv3",
+                "-device",
+                "edu,dma_mask=0xffffffffffffffff",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
 }
 
 /// A host page above 4 GiB for the attack suite (DRAM is 0x4000_0000..0x1_8000_0000 with `-m 5G`).
@@ -78,6 +131,34 @@ fn two_numbers_after(log: &str, prefix: &str) -> Option<(u64, u64)> {
     let second = number_after(line, &format!("{first} of"))?;
     Some((first, second))
 }
+
+/// Lines the DMA scenario must print, and what their absence means.
+const DMA_MARKERS: [(&str, &str); 6] = [
+    (
+        "hyp: smmu: translating every PCIe stream",
+        "the hypervisor did not take the SMMU",
+    ),
+    (
+        "host: dma: own pages reachable: yes",
+        "DMA to the host's own pages failed",
+    ),
+    (
+        "host: dma: guest secret read by DMA: no",
+        "DMA read a protected guest's page",
+    ),
+    (
+        "host: dma: guest page written by DMA: no",
+        "DMA wrote a protected guest's page",
+    ),
+    (
+        "host: dma: hypervisor memory written and read by DMA: no",
+        "DMA reached the hypervisor's memory",
+    ),
+    (
+        "host: dma: hypervisor alive: yes",
+        "the hypervisor stopped answering",
+    ),
+];
 
 /// Checks the log against the configuration; returns the problems found.
 fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<String> {
@@ -132,6 +213,12 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
             !log.contains(": FAIL"),
             "an attack-suite check failed",
         );
+        return problems;
+    }
+    if scenario == Scenario::Dma {
+        for (line, what) in DMA_MARKERS {
+            require(&mut problems, log.contains(line), what);
+        }
         return problems;
     }
     let needed = number_after(log, "host: firmware calls needed on an affected CPU:");
@@ -207,20 +294,9 @@ fn run_configuration(
     let guest_size = std::fs::metadata(&guest)
         .map_err(|error| format!("{}: {error}", guest.display()))?
         .len();
-    let (mode, label) = match scenario {
-        Scenario::Demo => (1, "demo"),
-        Scenario::HostileHost => (2, "hostile-host"),
-        Scenario::Attacks => (4, "attacks"),
-    };
-    let mut parameters = vec![mode, args.memory, guest_size];
-    let mut extra = Vec::new();
-    if scenario == Scenario::Attacks {
-        parameters.extend([0, 0, HIGH_PAGE]);
-        extra.extend(["-m", "5G", "-icount", "shift=0,sleep=off"].map(String::from));
-    }
     let name = format!(
         "{}-{}-smp{}{}",
-        label,
+        scenario.name(),
         args.cpu,
         args.cpus,
         if args.firmware_without_fix {
@@ -233,7 +309,10 @@ fn run_configuration(
         name,
         monitor,
         payload: Some(hypervisor),
-        parameters,
+        parameters: [scenario.mode(), args.memory, guest_size]
+            .into_iter()
+            .chain(scenario.extra_parameters())
+            .collect(),
         cpu: qemu::cpu_argument(&args.cpu)?,
         cpus: args.cpus,
         extra: [
@@ -249,7 +328,7 @@ fn run_configuration(
             ),
         ]
         .into_iter()
-        .chain(extra)
+        .chain(scenario.qemu_arguments())
         .collect(),
         timeout: Duration::from_secs(120),
     };
@@ -341,6 +420,7 @@ pub fn run_qemu_tests() -> Result<(), String> {
     };
     run_configuration(&hostile, Scenario::HostileHost, false)?;
     run_configuration(&attack_configuration(), Scenario::Attacks, false)?;
+    run_dma_scenario(false)?;
     Ok(())
 }
 
@@ -359,6 +439,17 @@ fn attack_configuration() -> DemoArgs {
 pub fn attacks() -> Result<(), String> {
     crate::setup::ensure_qemu()?;
     run_configuration(&attack_configuration(), Scenario::Attacks, true).map(|_| ())
+}
+
+/// The DMA scenario on 2 affected CPUs with 2 MiB of guest memory; `show_log` prints the serial log.
+pub fn run_dma_scenario(show_log: bool) -> Result<(), String> {
+    let args = DemoArgs {
+        cpu: "c1-pro-r1p1".to_string(),
+        cpus: 2,
+        memory: 2,
+        firmware_without_fix: false,
+    };
+    run_configuration(&args, Scenario::Dma, show_log).map(drop)
 }
 
 #[cfg(test)]

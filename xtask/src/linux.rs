@@ -23,7 +23,17 @@ const BUSYBOX_PACKAGE: &str = "busybox-static";
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "cat", "echo", "printf", "poweroff", "reboot", "sleep", "seq",
     "dmesg", "grep", "ls", "uname", "mkdir", "nproc", "test", "[", "true", "false", "tr", "wc",
-    "head",
+    "head", "insmod", "od",
+];
+
+/// The modules virtio-rng-pci needs in Debian's cloud kernel (all `=m` there), in load order.
+const VIRTIO_RNG_MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/char/hw_random/virtio-rng.ko",
 ];
 
 /// Where downloads and products are cached: `<workspace>/.cache/linux` (gitignored).
@@ -118,19 +128,32 @@ pub fn ensure_busybox() -> Result<PathBuf, String> {
 /// `/dev/console`, empty `/proc`, `/sys`, `/tmp`, and `init_script` as `/init`. Returns its path in the
 /// cache; the file name carries a hash of the script, so different scripts do not overwrite each other.
 pub fn build_initramfs(init_script: &str) -> Result<PathBuf, String> {
+    build_initramfs_with(init_script, &[])
+}
+
+/// [`build_initramfs`] with `files` (path in the archive, contents) added; their directories must be
+/// among the ones every initramfs has (`lib` included).
+pub fn build_initramfs_with(
+    init_script: &str,
+    files: &[(String, Vec<u8>)],
+) -> Result<PathBuf, String> {
     let busybox_path = ensure_busybox()?;
     let busybox = fs::read(&busybox_path)
         .map_err(|error| format!("cannot read {}: {error}", busybox_path.display()))?;
     let mut hasher = DefaultHasher::new();
     init_script.hash(&mut hasher);
     busybox.len().hash(&mut hasher);
+    files.hash(&mut hasher);
     let path = cache_dir().join(format!("initramfs-{:016x}.cpio", hasher.finish()));
 
     let mut archive = CpioWriter::default();
     for dir in [
-        "bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "usr", "usr/bin", "usr/sbin",
+        "bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "usr", "usr/bin", "usr/sbin", "lib",
     ] {
         archive.directory(dir);
+    }
+    for (name, contents) in files {
+        archive.file(name, 0o644, contents);
     }
     archive.character_device("dev/console", 5, 1);
     archive.file("bin/busybox", 0o755, &busybox);
@@ -173,6 +196,75 @@ while [ $round -le {rounds} ]; do
     round=$((round + 1))
 done
 echo "pkvm-init: online: $(cat /sys/devices/system/cpu/online)"
+echo "pkvm-init: done"
+poweroff -f
+"#
+    )
+}
+
+/// The virtio-rng-pci modules of the cached kernel ([`VIRTIO_RNG_MODULES`]), as `lib/<name>` files
+/// for [`build_initramfs_with`]; extracted once from the kernel's package in the cache.
+pub fn virtio_rng_modules(kernel: &DebianKernel) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = cache_dir();
+    let root = dir.join("modules-root");
+    let release_dir = |root: &Path| -> Option<PathBuf> {
+        fs::read_dir(root.join("lib").join("modules"))
+            .ok()?
+            .flatten()
+            .map(|entry| entry.path())
+            .next()
+    };
+    if release_dir(&root).is_none() {
+        let deb = fs::read_dir(dir.join("debs"))
+            .map_err(|error| format!("cannot list the cached packages: {error}"))?
+            .flatten()
+            .map(|entry| entry.path())
+            .find(|path| {
+                path.file_name().is_some_and(|name| {
+                    let name = name.to_string_lossy();
+                    name.starts_with(&format!("{}_", kernel.package))
+                })
+            })
+            .ok_or_else(|| format!("no cached package of {}", kernel.package))?;
+        extract(&deb, &root)?;
+    }
+    let release = release_dir(&root).ok_or("the kernel package has no modules")?;
+    VIRTIO_RNG_MODULES
+        .iter()
+        .map(|module| {
+            let path = release.join("kernel").join(module);
+            let name = path
+                .file_name()
+                .map(|name| format!("lib/{}", name.to_string_lossy()))
+                .ok_or("module without a name")?;
+            fs::read(&path)
+                .map(|bytes| (name, bytes))
+                .map_err(|error| format!("cannot read {}: {error}", path.display()))
+        })
+        .collect()
+}
+
+/// The `/init` of the SMMU boot test: loads the virtio-rng-pci modules, reads 64 bytes from
+/// `/dev/hwrng` (the device's DMA goes through the hypervisor's SMMU) and powers off. Prints
+/// `pkvm-init: hwrng: <hex>` and `pkvm-init: done`; failures contain `FAIL`.
+pub fn virtio_rng_init_script() -> String {
+    let loads: String = VIRTIO_RNG_MODULES
+        .iter()
+        .filter_map(|module| module.rsplit('/').next())
+        .map(|name| format!("insmod /lib/{name} || echo \"pkvm-init: FAIL cannot load {name}\"\n"))
+        .collect();
+    format!(
+        r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+{loads}echo "pkvm-init: rng: $(cat /sys/class/misc/hw_random/rng_current)"
+bytes=$(head -c 64 /dev/hwrng | od -An -tx1 | tr -d ' \n')
+if [ ${{#bytes}} -eq 128 ]; then
+    echo "pkvm-init: hwrng: $bytes"
+else
+    echo "pkvm-init: FAIL read ${{#bytes}} hex digits from /dev/hwrng"
+fi
 echo "pkvm-init: done"
 poweroff -f
 "#

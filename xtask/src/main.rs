@@ -32,6 +32,8 @@ enum Command {
     TestHypervisor,
     /// Run the attack suite (a hostile host going around the hypercalls) and print every verdict.
     Attacks,
+    /// Only the DMA scenario (part of `test-hypervisor`): QEMU's edu device behind the SMMUv3.
+    TestDma,
     /// Run the benchmarks and print their figures.
     Bench(bench::BenchArgs),
     /// Fetch and cache Debian's arm64 kernel and busybox, build the hotplug initramfs, print the paths.
@@ -40,6 +42,9 @@ enum Command {
     Run(run::RunArgs),
     /// Only the Linux boot test (part of `test`): Debian's kernel, CPU hotplug loops, power-off.
     TestLinux,
+    /// Only the SMMU boot test (part of `test-linux`): Linux under the hypervisor uses virtio-rng-pci
+    /// behind the hypervisor's SMMUv3.
+    TestLinuxIommu,
     /// Build the firmware images (monitor, test payload) as raw binaries under target/images.
     Build(monitor_tests::BuildArgs),
     /// Boot the monitor in QEMU with the EL2 test payload running one scenario.
@@ -57,10 +62,12 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::demo(&args),
         Command::TestHypervisor => demo::run_qemu_tests(),
         Command::Attacks => demo::attacks(),
+        Command::TestDma => demo::run_dma_scenario(true),
         Command::Bench(args) => bench::run(&args),
         Command::FetchLinux => linux::fetch_linux(),
         Command::Run(args) => run::run(&args),
         Command::TestLinux => run::linux_boot_test(),
+        Command::TestLinuxIommu => run::linux_iommu_test(),
         Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),

@@ -46,7 +46,14 @@ pub struct RunArgs {
     /// Boot the kernel as the host of the protected hypervisor (at EL1) instead of at EL2.
     #[arg(long)]
     hypervisor: bool,
+    /// Put the PCIe bus behind an SMMUv3 (`-M iommu=smmuv3`) and add a virtio-rng-pci device.
+    #[arg(long)]
+    iommu: bool,
 }
+
+/// QEMU arguments of `--iommu`: the SMMUv3 in front of the PCIe root complex and a virtio device
+/// whose DMA goes through it.
+const IOMMU_ARGUMENTS: [&str; 4] = ["-M", "iommu=smmuv3", "-device", "virtio-rng-pci"];
 
 /// What runs at Non-secure EL2 under the monitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,6 +88,8 @@ pub struct LinuxBoot<'a> {
     pub cpu_model: &'a str,
     /// Kernel at EL2, or under the hypervisor.
     pub level: Level,
+    /// The SMMUv3 and a virtio-rng-pci device ([`IOMMU_ARGUMENTS`]).
+    pub iommu: bool,
 }
 
 /// What the arm64 `Image` header (Linux `Documentation/arch/arm64/booting.rst`) says about a kernel.
@@ -214,6 +223,9 @@ impl LinuxBoot<'_> {
                 ],
             ),
         };
+        if self.iommu {
+            extra.extend(IOMMU_ARGUMENTS.map(String::from));
+        }
         if let Some((path, _)) = initrd {
             extra.extend([
                 "-device".to_string(),
@@ -258,6 +270,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
         } else {
             Level::KernelAtEl2
         },
+        iommu: args.iommu,
     };
     // The timeout only applies to `Run::execute`; this run is interactive and has none.
     let run = boot.prepare("linux-interactive", Duration::MAX)?;
@@ -308,7 +321,84 @@ pub fn linux_boot_test() -> Result<(), String> {
     for level in [Level::KernelAtEl2, Level::UnderHypervisor] {
         boot_test(&kernel, &initramfs, level)?;
     }
-    Ok(())
+    linux_iommu_test()
+}
+
+/// Lines the SMMU boot test must print, in this order.
+const IOMMU_MARKERS: [&str; 5] = [
+    "hyp: smmu: translating every PCIe stream",
+    "PCIe DMA contained by the SMMU: yes",
+    "pkvm-init: rng: virtio_rng",
+    "pkvm-init: hwrng: ",
+    "reboot: Power down",
+];
+
+/// The SMMU boot test (in `cargo xtask test-linux`): Debian's kernel as the host of the hypervisor on
+/// a machine with `iommu=smmuv3` and a virtio-rng-pci device; the hypervisor owns the SMMU and hides
+/// it, Linux drives the PCIe bus without IOMMU (and with INTx), and reads 64 bytes from the device,
+/// whose DMA goes through the hypervisor's IO page table.
+pub fn linux_iommu_test() -> Result<(), String> {
+    crate::setup::ensure_qemu()?;
+    let kernel = linux::debian_kernel().map_err(|error| {
+        format!(
+            "the SMMU boot test needs Debian's arm64 kernel, cached in {}: {error}",
+            linux::cache_dir().display()
+        )
+    })?;
+    let modules = linux::virtio_rng_modules(&kernel)?;
+    let initramfs = linux::build_initramfs_with(&linux::virtio_rng_init_script(), &modules)?;
+    let cpus = 2;
+    let boot = LinuxBoot {
+        kernel: &kernel.image,
+        initrd: Some(&initramfs),
+        bootargs: TEST_BOOTARGS,
+        cpus,
+        cpu_model: TEST_CPU_MODEL,
+        level: Level::UnderHypervisor,
+        iommu: true,
+    };
+    let name = format!("linux-hyp-smmu-virtio-rng-{TEST_CPU_MODEL}-smp{cpus}");
+    let run = boot.prepare(&name, Duration::from_secs(180))?;
+    let outcome = run.execute()?;
+    let log = outcome.log.replace("\r\n", "\n");
+    let mut problems = Vec::new();
+    if outcome.status != Some(0) {
+        problems.push(format!(
+            "QEMU exit status {:?} (0 expected)",
+            outcome.status
+        ));
+    }
+    if let Some(failure) = log.lines().find(|line| line.contains("pkvm-init: FAIL")) {
+        problems.push(format!("the init script reported: {}", failure.trim()));
+    }
+    let mut from = 0;
+    for marker in IOMMU_MARKERS {
+        match log[from..].find(marker) {
+            Some(position) => from += position + marker.len(),
+            None => {
+                problems.push(format!("the boot log lacks `{marker}` (in order)"));
+                break;
+            }
+        }
+    }
+    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
+    println!(
+        "xtask: qemu {:<40} {verdict} ({:.1} s; {} {})",
+        run.name,
+        outcome.elapsed.as_secs_f64(),
+        kernel.package,
+        kernel.version
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "Linux boot {}: {} {}",
+            run.name,
+            problems.join("; "),
+            qemu::log_hint(&outcome.log_path)
+        ))
+    }
 }
 
 /// Lines a boot at `level` must print, besides those [`linux::check_linux_boot_log`] checks.
@@ -346,6 +436,7 @@ fn boot_test(kernel: &linux::DebianKernel, initramfs: &Path, level: Level) -> Re
         cpus: TEST_CPUS,
         cpu_model: TEST_CPU_MODEL,
         level,
+        iommu: false,
     };
     let name = format!(
         "linux{}-{TEST_CPU_MODEL}-smp{TEST_CPUS}",

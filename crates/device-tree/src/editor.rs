@@ -312,7 +312,7 @@ impl<'a> DeviceTreeEditor<'a> {
     /// Turns the `old_len` bytes at structure offset `offset` into `new_len` bytes (contents left for
     /// the caller), moving the rest of the structure block and the strings block, and updates the
     /// header. Both lengths are multiples of 4.
-    fn resize_struct(
+    pub(crate) fn resize_struct(
         &mut self,
         offset: usize,
         old_len: usize,

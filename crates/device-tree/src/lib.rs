@@ -4,7 +4,8 @@
 //! The EL3 monitor uses it to turn the tree QEMU hands to firmware into one a stock Linux kernel boots
 //! from: a `/psci` node, `enable-method = "psci"` on every CPU, `/reserved-memory` for the monitor's and
 //! the hypervisor's memory ([`DeviceTreeEditor::prepare_for_psci_boot`]), and to read the memory range,
-//! the CPUs' MPIDRs and `/chosen` ([`DeviceTree`]).
+//! the CPUs' MPIDRs and `/chosen` ([`DeviceTree`]); the hypervisor uses it to hide the SMMUv3 it owns
+//! ([`DeviceTreeEditor::hide_smmu_v3`]).
 //!
 //! ```
 //! # fn patch(buffer: &mut [u8]) -> Result<(), device_tree::Error> {
@@ -30,10 +31,12 @@
 mod boot;
 mod editor;
 mod format;
+mod iommu;
 mod reader;
 
 pub use boot::{PSCI_COMPATIBLE, ReservedRegion};
 pub use editor::DeviceTreeEditor;
+pub use iommu::{PCIE_ECAM_COMPATIBLE, PCIE_IOMMU_PROPERTIES, SMMU_V3_COMPATIBLE};
 pub use reader::{
     Cells, Children, Cpus, DeviceTree, MAX_WALK_DEPTH, MemoryRange, Node, Properties, Property,
     RegRanges,

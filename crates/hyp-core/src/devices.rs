@@ -47,6 +47,9 @@ pub enum Treatment {
     Host,
     /// The GIC: the host's, with the redistributors' control pages emulated.
     Gic,
+    /// A PCIe root complex whose DMA the hypervisor's IOMMU translates: its configuration space
+    /// (`reg`) and its windows (`ranges`) are the host's.
+    PciHost,
     /// Never mapped, and removed from the host's tree.
     Withheld(WithheldReason),
     /// Nothing to map (no `reg`, or disabled): left as it is.
@@ -142,10 +145,10 @@ pub fn treatment(
     };
     Ok(if node.is_compatible("arm,gic-v3")? {
         Treatment::Gic
-    } else if any(&HOST_DEVICES)?
-        || (pcie_translated && node.is_compatible("pci-host-ecam-generic")?)
-    {
+    } else if any(&HOST_DEVICES)? {
         Treatment::Host
+    } else if pcie_translated && node.is_compatible("pci-host-ecam-generic")? {
+        Treatment::PciHost
     } else if any(&MEMORY_WRITERS)? {
         Treatment::Withheld(WithheldReason::WritesMemory)
     } else if node.is_compatible("arm,smmu-v3")? {
@@ -153,6 +156,39 @@ pub fn treatment(
     } else {
         Treatment::Withheld(WithheldReason::Unknown)
     })
+}
+
+/// A PCI bridge's own `#address-cells` (3) and `#size-cells`.
+fn pci_cells(node: &Node) -> Result<(usize, usize), device_tree::Error> {
+    let read = |name: &str| -> Result<usize, device_tree::Error> {
+        let value = node
+            .property(name)?
+            .ok_or(device_tree::Error::PropertyNotFound)?;
+        let cells = read_cells(value, 1)?;
+        usize::try_from(cells).map_err(|_| device_tree::Error::BadPropertyValue)
+    };
+    let size = read("#size-cells")?;
+    if size == 0 || size > 2 {
+        return Err(device_tree::Error::BadPropertyValue);
+    }
+    Ok((read("#address-cells")?, size))
+}
+
+/// A big-endian value of `cells` 32-bit cells (1 or 2) at the start of `bytes`.
+fn read_cells(bytes: &[u8], cells: usize) -> Result<u64, device_tree::Error> {
+    let cell = |index: usize| -> Result<u64, device_tree::Error> {
+        let raw = bytes
+            .get(index * 4..index * 4 + 4)
+            .ok_or(device_tree::Error::BadPropertyValue)?;
+        Ok(u64::from(u32::from_be_bytes([
+            raw[0], raw[1], raw[2], raw[3],
+        ])))
+    };
+    match cells {
+        1 => cell(0),
+        2 => Ok((cell(0)? << 32) | cell(1)?),
+        _ => Err(device_tree::Error::BadPropertyValue),
+    }
 }
 
 /// The devices of one machine as the hypervisor hands them to the host.
@@ -201,6 +237,25 @@ impl HostDeviceMap {
                 for range in node.reg(cells)? {
                     let range = range?;
                     self.allow(range.base..range.base.saturating_add(range.size))?;
+                }
+                Ok(())
+            }
+            Treatment::PciHost => {
+                for range in node.reg(cells)? {
+                    let range = range?;
+                    self.allow(range.base..range.base.saturating_add(range.size))?;
+                }
+                let (_, window_size_cells) = pci_cells(node)?;
+                let ranges = node.property("ranges")?.unwrap_or(&[]);
+                // (PCI address: 3 cells, CPU address: the parent's cells, size: the bridge's).
+                let entry = (3 + cells.address + window_size_cells) * 4;
+                if entry == 0 || ranges.len() % entry != 0 {
+                    return Err(DeviceMapError::Tree(device_tree::Error::BadPropertyValue));
+                }
+                for window in ranges.chunks(entry) {
+                    let cpu = read_cells(&window[12..], cells.address)?;
+                    let size = read_cells(&window[12 + cells.address * 4..], window_size_cells)?;
+                    self.allow(cpu..cpu.saturating_add(size))?;
                 }
                 Ok(())
             }

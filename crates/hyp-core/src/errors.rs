@@ -34,6 +34,13 @@ pub fn hypercall_error(error: MemProtectError, hypervisor_image: &Range<u64>) ->
         MemProtectError::OutOfTableMemory { .. } => HypercallError::NoMemory,
         MemProtectError::Table(_) => HypercallError::InvalidArgument,
         MemProtectError::FirmwareCallFailed { .. } => HypercallError::FirmwareCallFailed,
+        MemProtectError::DeviceAccess(mem_protect::DeviceAccessError::OutOfTableMemory) => {
+            HypercallError::NoMemory
+        }
+        // Like a failed firmware call: the pages could not be made safe to hand over.
+        MemProtectError::DeviceAccess(mem_protect::DeviceAccessError::InvalidationFailed) => {
+            HypercallError::FirmwareCallFailed
+        }
     }
 }
 

@@ -86,6 +86,8 @@ pub enum MemProtectError {
     /// The translation tables refused a change the checks had let through (a bug, reported rather
     /// than hidden).
     Table(stage2::Stage2Error),
+    /// The IOMMU could not take the pages from the host's devices; the pages stay with the host.
+    DeviceAccess(crate::platform::DeviceAccessError),
     /// The firmware call that completes the host's outstanding SME accesses (erratum 4193714) failed;
     /// the pages stay with the host.
     FirmwareCallFailed {

@@ -33,9 +33,16 @@
 //! 1. write invalid, annotated host entries (break);
 //! 2. TLB maintenance: `TLBI IPAS2E1IS` per entry, `DSB ISH`, `TLBI VMALLE1IS`, `DSB ISH`, `ISB`
 //!    (done by [`stage2::Stage2Table`]);
-//! 3. the firmware call `0x81000010` ([`ProtectionPlatform::firmware_dvm_sync`]), which returns once every
+//! 3. the host's devices lose the pages too ([`ProtectionPlatform::revoke_device_access`]: IOMMU
+//!    unmap, IOMMU TLB invalidation, `CMD_SYNC`), once per operation;
+//! 4. the firmware call `0x81000010` ([`ProtectionPlatform::firmware_dvm_sync`]), which returns once every
 //!    CPU ran a DSB, only under [`ErratumMitigation::FirmwareDvmSync`], once per operation (not per page);
-//! 4. only then the new owner gets the pages.
+//! 5. only then the new owner gets the pages.
+//!
+//! Where the host gets pages back (a dead guest's reclaimed pages, pages the hypervisor gives it, a
+//! rolled-back revocation) its devices get them back too ([`ProtectionPlatform::grant_device_access`]).
+//! Pages a guest shares with the host stay out of the devices' reach: the host may touch them with
+//! its CPUs only, so a guest's unshare needs no IOMMU work beyond the (idempotent) revocation.
 //!
 //! If the firmware call fails, the host's entries go back to "host-owned" (the host keeps its access; its
 //! stage-2 maps the pages again on its next access), nothing else changed, and
@@ -68,7 +75,7 @@ pub use error::MemProtectError;
 pub use hyp_pages::{HypervisorPageState, HypervisorPages};
 pub use layout::{AddressKind, MemoryLayout, page_range};
 pub use ownership::{Component, GuestPageMetadata, OwnershipKind, PageOwnership, owner_id};
-pub use platform::{ErratumMitigation, ProtectionEvent, ProtectionPlatform};
+pub use platform::{DeviceAccessError, ErratumMitigation, ProtectionEvent, ProtectionPlatform};
 pub use vm::{ProtectedVm, VmHandle, VmLifecycle};
 
 /// The translation granule.
@@ -262,8 +269,8 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         Ok(())
     }
 
-    /// Steps 1–3 of every revocation: annotate, TLB maintenance, firmware call. On a failed firmware
-    /// call the host gets the pages back and the error is returned.
+    /// Steps 1–4 of every revocation: annotate, TLB maintenance, the devices' access, firmware call.
+    /// On a failure the caller gives the host the pages back and the error is returned.
     fn revoke_host_access(
         &mut self,
         range: Range<u64>,
@@ -276,6 +283,9 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         self.platform.observe(ProtectionEvent::HostAccessRevoked {
             range: range.clone(),
         });
+        self.platform
+            .revoke_device_access(range)
+            .map_err(MemProtectError::DeviceAccess)?;
         match self.mitigation {
             ErratumMitigation::NotNeeded => Ok(()),
             ErratumMitigation::FirmwareDvmSync => match self.platform.firmware_dvm_sync() {
@@ -392,6 +402,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         // Commit (the table change first: the checks above make it infallible, and if it were not,
         // nothing would have changed).
         self.give_back_to_host(range.clone())?;
+        self.platform.grant_device_access(range.clone());
         self.hypervisor
             .set(range.clone(), HypervisorPageState::NoAccess);
         self.platform
@@ -416,6 +427,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
     /// Undoes a revocation whose firmware call (or, impossibly, whose commit) failed.
     fn roll_back_to_host(&mut self, range: Range<u64>) {
         if self.give_back_to_host(range.clone()).is_ok() {
+            self.platform.grant_device_access(range.clone());
             self.platform.observe(ProtectionEvent::RolledBack { range });
         }
     }
@@ -763,6 +775,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
             self.host
                 .unmap(address, size, &mut self.platform)
                 .map_err(stage2_error)?;
+            self.platform.grant_device_access(address..address + size);
             self.platform
                 .observe(ProtectionEvent::OwnershipTransferred {
                     range: address..address + size,

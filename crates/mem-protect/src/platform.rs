@@ -44,6 +44,16 @@ pub enum ProtectionEvent {
     },
 }
 
+/// Why the IOMMU could not take pages away from the host's devices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceAccessError {
+    /// The IOMMU's page tables have no memory left for the change; nothing changed.
+    OutOfTableMemory,
+    /// The IOMMU did not confirm the invalidation (its `CMD_SYNC`): devices may still reach the
+    /// pages, which therefore must not change hands.
+    InvalidationFailed,
+}
+
 /// The machine operations behind the ownership rules.
 pub trait ProtectionPlatform: TlbMaintenance {
     /// The CPU-service call `0x81000010`: returns once every active affected CPU has run a DSB after
@@ -57,6 +67,20 @@ pub trait ProtectionPlatform: TlbMaintenance {
     /// Cleans and invalidates `range` to the point of coherency (`DC CIVAC` by line, then `DSB`):
     /// pages donated to a guest, once the host can no longer write them.
     fn clean_to_point_of_coherency(&mut self, range: Range<u64>);
+    /// The host's devices lose `range`: unmap it from their IOMMU tables, invalidate the IOMMU's TLB
+    /// and wait for the invalidation to complete (one sync per call). Called once per revocation,
+    /// after the CPU TLB maintenance and before the firmware call and the change of owner, so no DMA
+    /// reaches a page after it changed hands. Without an IOMMU (the default) there is nothing to do.
+    fn revoke_device_access(&mut self, range: Range<u64>) -> Result<(), DeviceAccessError> {
+        let _ = range;
+        Ok(())
+    }
+
+    /// The host's devices may reach `range` again (the host owns it again). Cannot fail the
+    /// transition: a page the IOMMU cannot map stays unreachable by DMA, which is safe.
+    fn grant_device_access(&mut self, range: Range<u64>) {
+        let _ = range;
+    }
 
     /// Observes one step of an ownership change.
     fn observe(&mut self, event: ProtectionEvent) {

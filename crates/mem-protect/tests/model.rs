@@ -168,6 +168,7 @@ fn reason(error: &MemProtectError) -> &'static str {
         MemProtectError::TooManyVms => "TooManyVms",
         MemProtectError::OutOfTableMemory { .. } => "OutOfTableMemory",
         MemProtectError::FirmwareCallFailed { .. } => "FirmwareCallFailed",
+        MemProtectError::DeviceAccess(_) => "DeviceAccess",
         MemProtectError::Table(_) => "Table",
     }
 }

@@ -359,11 +359,26 @@ fn assert_revocation_order(events: &[Event], firmware: bool, to: mem_protect::Co
         host_tlb.iter().all(|&index| index < revoked),
         "host TLB maintenance before revocation: {events:?}"
     );
+    let devices: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| matches!(event, Event::DeviceRevoked(_)))
+        .map(|(index, _)| index)
+        .collect();
+    assert_eq!(
+        devices.len(),
+        1,
+        "exactly one IOMMU revocation (one sync) per operation: {events:?}"
+    );
+    assert!(
+        revoked < devices[0] && devices[0] < transferred,
+        "CPU TLB maintenance, IOMMU revocation, transfer: {events:?}"
+    );
     if firmware {
         assert_eq!(calls.len(), 1, "exactly one firmware call: {events:?}");
         assert!(
-            revoked < calls[0] && calls[0] < transferred,
-            "TLB maintenance, firmware call, transfer: {events:?}"
+            revoked < calls[0] && devices[0] < calls[0] && calls[0] < transferred,
+            "TLB maintenance, IOMMU revocation, firmware call, transfer: {events:?}"
         );
     } else {
         assert!(
@@ -509,6 +524,21 @@ fn every_revocation_takes_the_erratum_path_and_nothing_else_does() {
             assert!(
                 !events.contains(&Event::FirmwareCall),
                 "{what}: no firmware call"
+            );
+            assert!(
+                !events
+                    .iter()
+                    .any(|event| matches!(event, Event::DeviceRevoked(_))),
+                "{what}: no IOMMU revocation"
+            );
+            // The host's devices get back exactly what the host owns again.
+            let granted = events
+                .iter()
+                .any(|event| matches!(event, Event::DeviceGranted(_)));
+            assert_eq!(
+                granted,
+                what == "hypervisor gives back",
+                "{what}: {events:?}"
             );
             assert!(
                 events.iter().any(|event| matches!(event, Event::Protection(ProtectionEvent::OwnershipTransferred { to: target, .. }) if *target == to)),
@@ -856,5 +886,77 @@ fn device_faults_cannot_exhaust_the_host_table_pool() {
         machine.host_donate_hypervisor(page(3), 1),
         Ok(()),
         "the hypervisor still has table pages for ownership changes"
+    );
+}
+
+#[test]
+fn a_failed_iommu_revocation_leaves_the_pages_with_the_host_and_skips_the_firmware_call() {
+    for error in [
+        mem_protect::DeviceAccessError::OutOfTableMemory,
+        mem_protect::DeviceAccessError::InvalidationFailed,
+    ] {
+        let mut backing = Backing::new(16, 2, 16);
+        let (mut machine, mut pools) =
+            support::machine(&mut backing, ErratumMitigation::FirmwareDvmSync);
+        populated(&mut machine, &mut pools);
+        let guests_before = snapshot(&machine).guests;
+        machine.platform_mut().take();
+        machine.platform_mut().device_answer = Some(error);
+        assert_eq!(
+            machine.host_donate_guest(VM, page(0x40), GUEST_BASE + 0x40_0000, 64),
+            Err(MemProtectError::DeviceAccess(error))
+        );
+        assert_eq!(
+            machine.host_donate_hypervisor(page(0x100), 3),
+            Err(MemProtectError::DeviceAccess(error))
+        );
+        let events = machine.platform_mut().take();
+        assert!(!events.contains(&Event::FirmwareCall), "{events:?}");
+        assert!(
+            events.contains(&Event::DeviceGranted(page(0x40)..page(0x80))),
+            "the rollback gives the devices the pages back: {events:?}"
+        );
+        assert_eq!(snapshot(&machine).guests, guests_before);
+        for index in (0x40..0x80).chain(0x100..0x103) {
+            assert_eq!(
+                machine.page_ownership(page(index)),
+                Ok(PageOwnership::Host),
+                "page {index}"
+            );
+        }
+    }
+}
+
+#[test]
+fn reclaimed_pages_go_back_to_the_devices_after_zeroing() {
+    let mut backing = Backing::new(16, 1, 16);
+    let (mut machine, mut pools) =
+        support::machine(&mut backing, ErratumMitigation::FirmwareDvmSync);
+    let vm = machine.create_vm(pools.next()).expect("vm");
+    machine
+        .host_donate_guest(vm, page(8), GUEST_BASE, 4)
+        .expect("donate");
+    machine.teardown_vm(vm).expect("teardown");
+    machine.platform_mut().take();
+    machine
+        .reclaim_guest_pages(vm, GUEST_BASE, 4)
+        .expect("reclaim");
+    let events = machine.platform_mut().take();
+    let granted = events
+        .iter()
+        .position(|event| *event == Event::DeviceGranted(page(8)..page(12)))
+        .expect("granted");
+    let last_zero = events
+        .iter()
+        .rposition(|event| matches!(event, Event::ZeroPage(_)))
+        .expect("zeroed");
+    assert!(
+        last_zero < granted,
+        "zeroed before the devices see it: {events:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|event| matches!(event, Event::DeviceRevoked(_)))
     );
 }

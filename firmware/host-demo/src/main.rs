@@ -4,9 +4,10 @@
 //! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
 //! scenarios chosen by the parameter block QEMU writes at
 //! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
-//! the demo, 2 the hostile host, 3 the donation benchmark, 4 the attack suite; word 1: guest memory
-//! in MiB, 0 for 16; word 2: guest image size; benchmark only: word 3 pages per `DONATE_GUEST` call,
-//! word 4 non-zero for 2 MiB-aligned ranges; attack suite only: word 5 a host page above 4 GiB, or 0):
+//! the demo, 2 the hostile host, 3 the donation benchmark, 4 the attack suite, 5 the DMA scenario;
+//! word 1: guest memory in MiB, 0 for 16; word 2: guest image size; benchmark only: word 3 pages per
+//! `DONATE_GUEST` call, word 4 non-zero for 2 MiB-aligned ranges; attack suite only: word 5 a host
+//! page above 4 GiB, or 0):
 //!
 //! * [`demo`]: a protected VM from start to finish, with a summary;
 //! * [`hostile`]: hypercalls with bad arguments, each with its exact error, and checks that nothing
@@ -14,6 +15,7 @@
 //! * [`bench`]: retired instructions of donating and reclaiming guest memory (`cargo xtask bench`);
 //! * [`attacks`]: every path to memory and state around the hypercalls (devices, DMA, the GIC, the
 //!   world switch, the PMU, EL3 traps), each of which must be refused.
+//! * [`dma`]: DMA with QEMU's `edu` device into the host's, a guest's and the hypervisor's memory.
 //!
 //! All end with `host: RESULT: PASS` or `FAIL` and a semihosting exit with status 0 or 1.
 //! The host runs with a fixed identity map at stage 1 ([`mmu`]); the hypervisor's stage-2 decides
@@ -25,6 +27,7 @@ mod attacks;
 mod bench;
 mod calls;
 mod demo;
+mod dma;
 mod hostile;
 mod mmu;
 mod secondaries;
@@ -74,6 +77,8 @@ pub struct Parameters {
     pub attacks: bool,
     /// Attack suite: a host page above 4 GiB to donate and reclaim (0: the machine has none).
     pub high_page: u64,
+    /// Run the DMA scenario instead of the demo.
+    pub dma: bool,
 }
 
 fn read_parameters() -> Parameters {
@@ -100,6 +105,7 @@ fn read_parameters() -> Parameters {
         block_aligned: words[4] != 0,
         attacks: words[0] == 4,
         high_page: words[5],
+        dma: words[0] == 5,
     }
 }
 
@@ -125,6 +131,8 @@ extern "C" fn host_main(device_tree: u64) -> ! {
         hostile::run(parameters)
     } else if parameters.attacks {
         attacks::run(parameters)
+    } else if parameters.dma {
+        dma::run(parameters, device_tree)
     } else {
         demo::run(parameters, cpus)
     };

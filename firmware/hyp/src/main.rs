@@ -14,7 +14,8 @@
 //! (and power-down `CPU_SUSPEND`); they run [`cpu_init`] and enter the host's own entry point.
 //!
 //! At run time: host traps in [`traps`], vCPU runs in [`world_switch`], the erratum hook and TLB
-//! maintenance in [`platform`], firmware calls in [`firmware`].
+//! maintenance in [`platform`], the SMMU that keeps DMA to the host's own pages in [`smmu`], firmware
+//! calls in [`firmware`].
 //!
 //! Concurrency: the [`hyp_core::Hypervisor`] is behind one spin lock (which gives the ownership lock
 //! order host → hypervisor → guest); a vCPU runs without it. Per-CPU state is indexed by the dense
@@ -32,6 +33,7 @@ mod firmware;
 mod heap;
 mod mmu;
 mod platform;
+mod smmu;
 mod sysreg;
 mod traps;
 mod world_switch;
@@ -159,10 +161,12 @@ const HOST_TABLE_PAGES: usize = 1024;
 static HOST_TABLES: BootMemory<[TablePage; HOST_TABLE_PAGES]> =
     BootMemory::new([const { TablePage::ZEROED }; HOST_TABLE_PAGES]);
 
-/// Physical ranges the host may never map: Secure flash, the Secure UART, the Secure GPIO, Secure RAM.
-static FORBIDDEN: [Range<u64>; 4] = [
+/// Physical ranges the host may never map: Secure flash, the Secure UART, the SMMUv3 (the
+/// hypervisor's), the Secure GPIO, Secure RAM.
+static FORBIDDEN: [Range<u64>; 5] = [
     0x0000_0000..0x0400_0000,
     0x0904_0000..0x0905_0000,
+    smmu::QEMU_SMMU,
     0x090B_0000..0x090C_0000,
     0x0E00_0000..0x0F00_0000,
 ];
@@ -218,8 +222,9 @@ pub fn host_devices() -> Option<&'static HostDeviceMap> {
 const MAX_DRAM: u64 = 64 << 30;
 
 /// Reads DRAM and the devices from the device tree, and hands the host a tree without the devices
-/// it withholds and with the hypervisor's memory reserved (no-map).
-fn read_and_patch_device_tree(address: u64) -> Range<u64> {
+/// it withholds (the SMMUv3 among them: it returns its registers) and with the hypervisor's memory
+/// reserved (no-map).
+fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::MemoryRange>) {
     let fallback = DRAM_BASE as u64..DRAM_BASE as u64 + (1 << 30);
     // The tree may grow into the free space below the parameter block.
     let room = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS - DRAM_BASE;
@@ -246,7 +251,13 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
         );
         dram.end = dram.start + MAX_DRAM;
     }
-    let devices = match HostDeviceMap::from_tree(&editor.tree(), smmu_translates_pcie()) {
+    // The SMMUv3 first: when the hypervisor takes it, the PCIe root complex's DMA is translated and
+    // the root complex may be the host's.
+    let smmu = match editor.hide_smmu_v3() {
+        Ok(smmu) => smmu,
+        Err(error) => panic!("cannot hide the SMMUv3 from the host's device tree: {error}"),
+    };
+    let devices = match HostDeviceMap::from_tree(&editor.tree(), smmu.is_some()) {
         Ok(devices) => devices,
         Err(error) => panic!("cannot build the host's device allowlist: {error}"),
     };
@@ -278,13 +289,7 @@ fn read_and_patch_device_tree(address: u64) -> Range<u64> {
             println!("hyp: cannot reserve the hypervisor's memory in the device tree: {error}")
         }
     }
-    dram
-}
-
-/// Whether the hypervisor owns an IOMMU that translates the PCIe root complex's DMA (only then may
-/// the host reach PCIe). Not yet: PCIe is withheld.
-fn smmu_translates_pcie() -> bool {
-    false
+    (dram, smmu)
 }
 
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
@@ -345,7 +350,7 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     // map of all DRAM the tree describes.
     mmu::build_tables(DRAM_BASE as u64..DRAM_BASE as u64);
     mmu::enable();
-    let dram = read_and_patch_device_tree(device_tree);
+    let (dram, smmu_registers) = read_and_patch_device_tree(device_tree);
     mmu::build_tables(dram.clone());
     mmu::enable();
     let (mitigation, status) = decide_protected_mode();
@@ -381,12 +386,22 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
         Ok(memory) => memory,
         Err(error) => panic!("cannot set up the host's stage-2: {error:?}"),
     };
+    if let Some(registers) = smmu_registers {
+        // The host owns all of DRAM but the hypervisor's memory at this point.
+        let hypervisor = memory.layout().hypervisor.clone();
+        smmu::take_ownership(
+            registers,
+            &[dram.start..hypervisor.start, hypervisor.end..dram.end],
+        );
+    }
     HOST_VTTBR.store(memory.host_stage2().vttbr_el2(), Ordering::Relaxed);
     platform::set_vttbr(0, host_vttbr());
     HYPERVISOR.call_once(|| SpinMutex::new(Hypervisor::new(memory, DonatedPools, status)));
     println!(
-        "hyp: DRAM {:#x}..{:#x}; host stage-2 identity map filled on demand; entering the host at {HOST_ENTRY:#x} (EL1)",
-        dram.start, dram.end
+        "hyp: DRAM {:#x}..{:#x}; host stage-2 identity map filled on demand; PCIe DMA contained by the SMMU: {}; entering the host at {HOST_ENTRY:#x} (EL1)",
+        dram.start,
+        dram.end,
+        if smmu::owns_pcie_dma() { "yes" } else { "no" }
     );
     cpu_init(cpu);
     // SAFETY: the host entry is host memory (QEMU loaded the host image there); EL2 is set up.

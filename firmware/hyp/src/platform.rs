@@ -1,5 +1,5 @@
-//! The machine operations behind the ownership rules: real TLB maintenance, the firmware call and
-//! page zeroing ([`mem_protect::ProtectionPlatform`]).
+//! The machine operations behind the ownership rules: real TLB maintenance, the SMMU's
+//! ([`crate::smmu`]), the firmware call and page zeroing ([`mem_protect::ProtectionPlatform`]).
 //!
 //! TLBI by IPA and `TLBI VMALLE1IS` act on the VMID in `VTTBR_EL2`; when the table being changed
 //! belongs to another VMID (e.g. the host's stage-2 while this CPU handles a guest's `MEM_UNSHARE`),
@@ -128,6 +128,17 @@ impl ProtectionPlatform for HypPlatform {
 
     fn clean_to_point_of_coherency(&mut self, range: core::ops::Range<u64>) {
         clean_and_invalidate(range);
+    }
+
+    fn revoke_device_access(
+        &mut self,
+        range: core::ops::Range<u64>,
+    ) -> Result<(), mem_protect::DeviceAccessError> {
+        crate::smmu::revoke(range)
+    }
+
+    fn grant_device_access(&mut self, range: core::ops::Range<u64>) {
+        crate::smmu::grant(range);
     }
 
     fn zero_page(&mut self, physical_address: u64) {

@@ -104,6 +104,7 @@ fn after_hypercall(call: &HostHypercall, result: &Result<HypercallOutput, Hyperc
         }
         (HostHypercall::VmFree { vm }, Ok(_)) => {
             platform::set_vttbr(u16::try_from(vm.0).unwrap_or(0), 0);
+            crate::smmu::report_faults();
             println!(
                 "hyp: protected VM {} freed; erratum 4193714 firmware calls so far: {}; aborts injected into the host: {}",
                 vm.0,

@@ -5,8 +5,8 @@
 use std::ops::Range;
 
 use mem_protect::{
-    ErratumMitigation, HypervisorPages, MemProtect, MemoryLayout, PAGE_SIZE, ProtectionEvent,
-    ProtectionPlatform,
+    DeviceAccessError, ErratumMitigation, HypervisorPages, MemProtect, MemoryLayout, PAGE_SIZE,
+    ProtectionEvent, ProtectionPlatform,
 };
 use stage2::{Geometry, PagePool, TablePage, TlbEvent, TlbMaintenance, Vmid};
 
@@ -38,6 +38,10 @@ pub enum Event {
     ZeroPage(u64),
     CleanToPointOfCoherency(std::ops::Range<u64>),
     Protection(ProtectionEvent),
+    /// The host's devices lost the range (IOMMU unmap, invalidation, sync).
+    DeviceRevoked(Range<u64>),
+    /// The host's devices may reach the range again.
+    DeviceGranted(Range<u64>),
 }
 
 /// Records every platform operation; the firmware call can be made to fail.
@@ -46,6 +50,8 @@ pub struct RecordingPlatform {
     pub events: Vec<Event>,
     pub firmware_answer: i64,
     pub firmware_calls: u64,
+    /// What the IOMMU answers to a revocation (`None`: success).
+    pub device_answer: Option<DeviceAccessError>,
 }
 
 impl RecordingPlatform {
@@ -86,6 +92,18 @@ impl ProtectionPlatform for RecordingPlatform {
     }
     fn clean_to_point_of_coherency(&mut self, range: std::ops::Range<u64>) {
         self.events.push(Event::CleanToPointOfCoherency(range));
+    }
+    fn revoke_device_access(&mut self, range: Range<u64>) -> Result<(), DeviceAccessError> {
+        match self.device_answer {
+            None => {
+                self.events.push(Event::DeviceRevoked(range));
+                Ok(())
+            }
+            Some(error) => Err(error),
+        }
+    }
+    fn grant_device_access(&mut self, range: Range<u64>) {
+        self.events.push(Event::DeviceGranted(range));
     }
     fn observe(&mut self, event: ProtectionEvent) {
         self.events.push(Event::Protection(event));
