@@ -122,14 +122,22 @@ impl<'a> DeviceTreeEditor<'a> {
             if offset == previous_start {
                 continue;
             }
-            let structure = self.tree().structure();
-            let (_, after_begin) = crate::format::token_at(structure, offset)?;
-            let end = crate::reader::skip_subtree(structure, after_begin)?;
-            self.resize_struct(offset, end - offset, 0)?;
+            self.remove_node_at(offset)?;
             previous_start = offset;
             removed += 1;
         }
         Ok(removed)
+    }
+
+    /// Removes the node whose `FDT_BEGIN_NODE` is at structure offset `offset`, with its subtree.
+    pub(crate) fn remove_node_at(&mut self, offset: usize) -> Result<(), Error> {
+        let structure = self.tree().structure();
+        let (token, after_begin) = crate::format::token_at(structure, offset)?;
+        if !matches!(token, crate::format::Token::BeginNode { .. }) {
+            return Err(Error::BadStructure);
+        }
+        let end = crate::reader::skip_subtree(structure, after_begin)?;
+        self.resize_struct(offset, end - offset, 0)
     }
 
     pub(crate) fn set_property_at(

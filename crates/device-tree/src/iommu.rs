@@ -2,8 +2,7 @@
 //! bus as plain (no IOMMU), and must not offer MSIs, which are DMA writes the hypervisor's IO page
 //! tables do not map.
 
-use crate::format::{Token, token_at};
-use crate::reader::{MemoryRange, read_cells, skip_subtree};
+use crate::reader::{MemoryRange, read_cells};
 use crate::{DeviceTreeEditor, Error};
 
 /// `compatible` of an SMMUv3.
@@ -38,16 +37,6 @@ impl DeviceTreeEditor<'_> {
             Err(Error::NodeNotFound) => Ok(false),
             Err(error) => Err(error),
         }
-    }
-
-    fn remove_node_at(&mut self, offset: usize) -> Result<(), Error> {
-        let structure = self.tree().structure();
-        let (token, next) = token_at(structure, offset)?;
-        if !matches!(token, Token::BeginNode { .. }) {
-            return Err(Error::BadStructure);
-        }
-        let end = skip_subtree(structure, next)?;
-        self.resize_struct(offset, end - offset, 0)
     }
 
     /// The first direct child of the root whose `compatible` lists `compatible`: its structure
