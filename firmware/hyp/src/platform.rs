@@ -152,13 +152,32 @@ impl ProtectionPlatform for HypPlatform {
     }
 }
 
-/// `DC CIVAC` over every line of `range` (DRAM, identity-mapped at EL2), then `DSB ISH`.
+/// `DC CIVAC` over every line of `range` (DRAM, identity-mapped at EL2), then `DSB ISH`. Four lines
+/// per loop turn: a donation cleans every line of every page it gives away.
 fn clean_and_invalidate(range: core::ops::Range<u64>) {
     let line = data_cache_line_size() as u64;
     let mut address = range.start - range.start % line;
+    while address + 4 * line <= range.end {
+        // SAFETY: cleaning and invalidating four lines of DRAM to the point of coherency only writes
+        // back what they hold; the EL2 identity map covers all DRAM.
+        unsafe {
+            core::arch::asm!(
+                "dc civac, {a}",
+                "add {a}, {a}, {line}",
+                "dc civac, {a}",
+                "add {a}, {a}, {line}",
+                "dc civac, {a}",
+                "add {a}, {a}, {line}",
+                "dc civac, {a}",
+                "add {a}, {a}, {line}",
+                a = inout(reg) address,
+                line = in(reg) line,
+                options(nostack, preserves_flags),
+            )
+        };
+    }
     while address < range.end {
-        // SAFETY: cleaning and invalidating a line of DRAM to the point of coherency only writes back
-        // what the line holds; the EL2 identity map covers all DRAM.
+        // SAFETY: as above, one line.
         unsafe {
             core::arch::asm!("dc civac, {}", in(reg) address, options(nostack, preserves_flags))
         };
