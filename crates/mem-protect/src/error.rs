@@ -95,3 +95,63 @@ pub enum MemProtectError {
         code: i64,
     },
 }
+
+impl core::fmt::Display for MemProtectError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::NotAligned { address } => write!(formatter, "{address:#x} is not page aligned"),
+            Self::ZeroPages => write!(formatter, "a range of zero pages"),
+            Self::AddressOverflow { address, pages } => {
+                write!(formatter, "{pages} pages from {address:#x} overflow")
+            }
+            Self::NotMemory { address } => {
+                write!(
+                    formatter,
+                    "{address:#x} is not memory whose owner can change"
+                )
+            }
+            Self::UnexpectedState {
+                address,
+                expected,
+                found,
+            } => write!(
+                formatter,
+                "page {address:#x} is {found:?}, the transition needs {expected:?}"
+            ),
+            Self::GuestAddressOutOfRange { guest_address } => write!(
+                formatter,
+                "guest address {guest_address:#x} is beyond the guest's address space"
+            ),
+            Self::GuestAddressInUse { guest_address } => {
+                write!(
+                    formatter,
+                    "guest address {guest_address:#x} already has a page"
+                )
+            }
+            Self::GuestPageMissing { guest_address } => {
+                write!(formatter, "no page at guest address {guest_address:#x}")
+            }
+            Self::UnknownVm { vm } => write!(formatter, "no VM {}", vm.0),
+            Self::VmDying { vm } => write!(formatter, "VM {} is being torn down", vm.0),
+            Self::VmNotDying { vm } => write!(formatter, "VM {} has not been torn down", vm.0),
+            Self::VmHasPages { vm, pages } => {
+                write!(formatter, "VM {} still has {pages} pages", vm.0)
+            }
+            Self::TooManyVms => write!(formatter, "every VM slot is in use"),
+            Self::OutOfTableMemory { needed, available } => write!(
+                formatter,
+                "out of table memory: {needed} pages needed, {available} available"
+            ),
+            Self::Table(error) => write!(formatter, "translation tables refused: {error}"),
+            Self::DeviceAccess(error) => write!(formatter, "IOMMU: {error}"),
+            Self::FirmwareCallFailed { code } => {
+                write!(
+                    formatter,
+                    "the erratum 4193714 firmware call answered {code}"
+                )
+            }
+        }
+    }
+}
+
+impl core::error::Error for MemProtectError {}

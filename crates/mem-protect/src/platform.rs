@@ -54,6 +54,17 @@ pub enum DeviceAccessError {
     InvalidationFailed,
 }
 
+impl core::fmt::Display for DeviceAccessError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        formatter.write_str(match self {
+            Self::OutOfTableMemory => "no table memory left for the change",
+            Self::InvalidationFailed => "the invalidation was not confirmed",
+        })
+    }
+}
+
+impl core::error::Error for DeviceAccessError {}
+
 /// The machine operations behind the ownership rules.
 pub trait ProtectionPlatform: TlbMaintenance {
     /// The CPU-service call `0x81000010`: returns once every active affected CPU has run a DSB after

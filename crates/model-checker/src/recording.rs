@@ -141,6 +141,8 @@ impl core::fmt::Display for RecordingError {
     }
 }
 
+impl core::error::Error for RecordingError {}
+
 /// The machine as the real code sees it: records instead of executing.
 #[derive(Debug, Default)]
 struct RecordingPlatform {

@@ -38,6 +38,22 @@ pub enum PsciError {
     InvalidAddress,
 }
 
+impl core::fmt::Display for PsciError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        formatter.write_str(match self {
+            Self::NotSupported => "NOT_SUPPORTED",
+            Self::InvalidParameters => "INVALID_PARAMETERS",
+            Self::Denied => "DENIED",
+            Self::AlreadyOn => "ALREADY_ON",
+            Self::OnPending => "ON_PENDING",
+            Self::InternalFailure => "INTERNAL_FAILURE",
+            Self::InvalidAddress => "INVALID_ADDRESS",
+        })
+    }
+}
+
+impl core::error::Error for PsciError {}
+
 impl PsciError {
     /// The signed code PSCI defines for this error.
     pub const fn code(self) -> i32 {

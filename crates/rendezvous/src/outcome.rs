@@ -69,6 +69,26 @@ pub enum RendezvousError {
     },
 }
 
+impl core::fmt::Display for RendezvousError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::CpuOutOfRange { cpu, cpu_count } => {
+                write!(formatter, "CPU {cpu:?} is not one of the {cpu_count} CPUs")
+            }
+            Self::CpuActive { cpu } => write!(formatter, "CPU {cpu:?} is active"),
+            Self::CpuSetTooSmall {
+                cpu_count,
+                capacity,
+            } => write!(
+                formatter,
+                "a CPU set of {capacity} cannot hold {cpu_count} CPUs"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for RendezvousError {}
+
 /// The one shared-memory access or platform action a step performed.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Action {

@@ -113,6 +113,31 @@ pub enum SmmuError {
     },
 }
 
+impl core::fmt::Display for SmmuError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        match self {
+            Self::Missing(feature) => write!(formatter, "the SMMU lacks {feature:?}"),
+            Self::AckTimeout { register } => {
+                write!(formatter, "register {register:#x} did not acknowledge")
+            }
+            Self::BadMemory => write!(formatter, "memory too small or misaligned"),
+            Self::NotAligned { address } => write!(formatter, "{address:#x} is not page aligned"),
+            Self::OutOfRange { address } => {
+                write!(formatter, "{address:#x} is beyond the input address space")
+            }
+            Self::OutOfTableMemory { needed, available } => write!(
+                formatter,
+                "out of IO table memory: {needed} pages needed, {available} available"
+            ),
+            Self::CommandQueueTimeout => write!(formatter, "the command queue stayed full"),
+            Self::SyncTimeout => write!(formatter, "CMD_SYNC did not complete"),
+            Self::CommandError { reason } => write!(formatter, "command refused (reason {reason})"),
+        }
+    }
+}
+
+impl core::error::Error for SmmuError {}
+
 impl From<MissingFeature> for SmmuError {
     fn from(missing: MissingFeature) -> Self {
         Self::Missing(missing)

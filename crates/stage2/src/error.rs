@@ -62,3 +62,5 @@ impl fmt::Display for Stage2Error {
         }
     }
 }
+
+impl core::error::Error for Stage2Error {}
