@@ -9,6 +9,7 @@
 //! | pointer-authentication keys | switched (when the CPU has them) |
 //! | virtual timer | switched (`CNTV_CTL`, `CNTV_CVAL`, and the vCPU's `CNTVOFF_EL2`) |
 //! | physical timer | trapped (`CNTHCTL_EL2.EL1PCEN` clear): the guest exits as `Unknown` |
+//! | `SCXTNUM_EL0/EL1` | trapped for host and guest alike (`HCR_EL2.EnSCXT` clear) |
 //! | PMU, debug, trace, statistical profiling | trapped (`MDCR_EL2`), and the host's counters are stopped while the guest runs, so the host counts nothing of it; the host's `MDSCR_EL1` is replaced by 0 so its breakpoints and watchpoints are not armed in the guest |
 //! | FP/SIMD, SVE, SME registers | trapped (`CPTR_EL2`): the guest exits as `Unknown`; the guest demo is soft-float |
 
