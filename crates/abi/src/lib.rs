@@ -34,6 +34,7 @@
 //!   firmware binaries, not this crate. It has no function-ID decoder, no callee-side types and
 //!   nothing for the CPU service, the hypervisor or pKVM guests, which are defined here.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod cpu_service;
 pub mod guest;

@@ -27,6 +27,7 @@
 //! with the independent `fdt` parser.
 
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod boot;
 mod editor;

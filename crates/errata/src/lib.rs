@@ -30,6 +30,7 @@
 //! assert!(!model.affected_in_qemu());
 //! ```
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod model;
 

@@ -20,6 +20,7 @@
 //! [`Hypervisor::host_hypercall`] hands out a [`RunTicket`] (the vCPU is marked running), guest exits
 //! come back through [`Hypervisor::guest_exit`] and the run ends with [`Hypervisor::end_run`].
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod devices;
 pub mod errors;

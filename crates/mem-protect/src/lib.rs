@@ -54,6 +54,7 @@
 //! order host → hypervisor → guest for free. It never allocates: table pages come from pools filled
 //! beforehand (the host's at boot, each VM's from the metadata pages the host donated for it).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod error;
 mod hyp_pages;

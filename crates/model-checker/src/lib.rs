@@ -50,6 +50,8 @@
 //! - Liveness is "from every reachable state the goal is still reachable", which the adversarial
 //!   mask makes meaningful: a host that masks for good removes every path to completion.
 
+#![forbid(unsafe_code)]
+
 pub mod erratum;
 pub mod explorer;
 pub mod recording;

@@ -18,6 +18,7 @@
 //! Anything else is `INVALID_PARAMETERS`. `PSCI_FEATURES(CPU_SUSPEND)` therefore answers 2 (extended
 //! format, platform-coordinated mode only).
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 /// The PSCI error codes (PSCI 1.1, table 5), as returned in x0.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

@@ -241,6 +241,7 @@
 //!   `RetentionSuspended`), the SGI wakes the `WFI` once; the leave has already answered.
 //! - A CPU that hangs in EL3 with FIQs masked (outside these roles) makes callers time out.
 #![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
 
 mod cpu_set;
 mod memory;
