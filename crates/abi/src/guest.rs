@@ -20,7 +20,7 @@ pub const MEM_SHARE: u32 = 0xC600_0003;
 pub const MEM_UNSHARE: u32 = 0xC600_0004;
 
 /// The granule of guest memory calls: 4 KiB.
-pub const PAGE_SIZE: u64 = 4096;
+pub use crate::PAGE_SIZE;
 /// IPAs are at most 52 bits wide; anything at or above this is out of range.
 pub const IPA_LIMIT: u64 = 1 << 52;
 

@@ -77,7 +77,7 @@ pub const fn owns(function_id: FunctionId) -> bool {
 }
 
 /// Size of the pages hypercalls count in: 4 KiB.
-pub const PAGE_SIZE: u64 = 4096;
+pub use crate::PAGE_SIZE;
 /// Frame numbers (physical and guest) are below this: 52-bit addresses in 4 KiB pages.
 pub const FRAME_LIMIT: u64 = 1 << 40;
 

@@ -36,6 +36,10 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+/// The one page size of every interface in pkvm-rs: hypercalls and guest calls count in it, and the
+/// hypervisor's stage-2 and IO page tables map in it (the 4 KiB translation granule).
+pub const PAGE_SIZE: u64 = 4096;
+
 pub mod cpu_service;
 pub mod guest;
 pub mod hypercall;

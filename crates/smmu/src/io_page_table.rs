@@ -15,7 +15,7 @@ use crate::structures::INPUT_ADDRESS_BITS;
 use crate::{DeviceAccess, SmmuError};
 
 /// Bytes of a page and of a table.
-pub const PAGE_SIZE: u64 = 4096;
+pub use abi::PAGE_SIZE;
 /// Bytes a level-2 block maps.
 pub const BLOCK_SIZE: u64 = 2 << 20;
 const ENTRIES: u64 = 512;

@@ -31,7 +31,7 @@
 use crate::Stage2Error;
 
 /// Bytes mapped by one level-3 descriptor.
-pub const PAGE_SIZE: u64 = 4096;
+pub use abi::PAGE_SIZE;
 /// Bytes mapped by one level-2 block descriptor.
 pub const BLOCK_SIZE_2M: u64 = 2 << 20;
 /// Bytes mapped by one level-1 block descriptor.

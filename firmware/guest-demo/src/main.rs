@@ -42,7 +42,7 @@ unsafe extern "C" {
 
 /// Where the guest's memory starts (its entry IPA).
 const MEMORY_BASE: u64 = 0x8000_0000;
-const PAGE_SIZE: u64 = 4096;
+use abi::PAGE_SIZE;
 const STACK_PAGES: u64 = 4;
 /// The report's first word: "guest ok".
 pub const REPORT_MAGIC: u64 = u64::from_le_bytes(*b"guest ok");

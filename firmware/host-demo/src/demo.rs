@@ -17,7 +17,7 @@ unsafe extern "C" {
 }
 
 /// Size of a page.
-pub const PAGE_SIZE: u64 = 4096;
+pub use abi::PAGE_SIZE;
 /// Pages the host donates for a VM's stage-2 tables: the levels above the leaves, plus one leaf table
 /// per 2 MiB in case the memory ends up mapped page by page.
 pub const fn metadata_pages(guest_pages: u64) -> u64 {
