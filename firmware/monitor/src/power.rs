@@ -125,6 +125,7 @@ pub fn cpu_suspend(cpu: usize, power_state: u32, entry: EntryPoint) -> Result<()
 
 /// `SYSTEM_OFF` and `SYSTEM_RESET` through the Secure GPIO.
 pub fn board(request: platform_qemu::power::BoardRequest) -> ! {
+    cpu_service::print_statistics();
     platform_qemu::println!("monitor: {request:?}");
     // SAFETY: the Secure GPIO is identity-mapped as device memory and only this function uses it.
     unsafe { platform_qemu::power::request(request) }
