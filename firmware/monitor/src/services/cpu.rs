@@ -383,6 +383,23 @@ pub fn caller_statistics(cpu: usize) -> Option<CallerStatistics> {
     })
 }
 
+/// Prints the erratum calls made so far when `cpu` goes off: CPU hotplug is what a Linux init
+/// script can do to mark a point in time for the monitor (the Linux demo marks the end of boot, of
+/// the protected VM's run and of its teardown this way).
+pub fn print_calls_at_cpu_off(cpu: usize) {
+    let (mut el1, mut el2) = (0, 0);
+    for other in 0..crate::power::cpu_count() {
+        if let Some(caller) = caller_statistics(other) {
+            el1 += caller.from_el1;
+            el2 += caller.from_el2;
+        }
+    }
+    println!(
+        "monitor: CPU {cpu} off; erratum calls so far: {} (from EL1 {el1}, from EL2 {el2})",
+        el1 + el2
+    );
+}
+
 /// Prints what the erratum call did since boot: calls by the caller's exception level, then per CPU
 /// the calls it made, the SGIs it sent and answered and the CPUs its calls skipped; deadline misses
 /// and the longest wait. Called at `SYSTEM_OFF`/`SYSTEM_RESET`, so that every run's log shows whether
