@@ -20,7 +20,7 @@ mod device_tree;
 mod initramfs;
 mod kernel;
 mod process;
-// pub mod pvm;
+pub mod pvm;
 
 pub use boot_log::check_linux_boot_log;
 pub use device_tree::{INITRD_ADDRESS, KERNEL_ADDRESS, boot_device_tree};

@@ -1,0 +1,952 @@
+//! `cargo xtask demo --linux` and the stock-pKVM tests: Debian's Linux ≥ 7.1 in protected mode
+//! (`kvm-arm.mode=protected`) at EL2 on the monitor, SME Streaming-mode stress on the other CPUs,
+//! a protected VM launched from user space (`linux/pvm`), its teardown, and the monitor's own count
+//! of the erratum 4193714 calls that upstream pKVM made.
+//!
+//! Phases are told apart by CPU hotplug: the monitor prints its call count at every `CPU_OFF`, and
+//! the init script cycles one CPU after boot, the launcher cycles it after the guest's run (before
+//! the teardown), and the script once more after the teardown. Pass or fail is decided from QEMU's
+//! exit status and the console log, never from timing.
+
+use crate::demo::DemoArgs;
+use crate::linux::{self, KernelKind};
+use crate::qemu;
+use crate::run::{Level, LinuxBoot};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// The kernel command line: protected KVM; a panic ends QEMU at once (`-no-reboot`).
+const BOOTARGS: &str = "console=ttyAMA0 kvm-arm.mode=protected panic=-1";
+/// Wall-clock limit of one boot (a run takes 30 to 90 s on a shared 2-core machine).
+const TIMEOUT: Duration = Duration::from_secs(420);
+/// The line Linux prints when protected KVM is up (`nVHE` or `hVHE`).
+const PKVM_ON: &str = "mode initialized successfully";
+/// The line Linux ≥ 7.1 prints when the firmware does not answer the erratum call with 0.
+pub const PKVM_REFUSED: &str = "pKVM requires firmware support for C1-Pro erratum 4193714";
+/// Linux's erratum detection line.
+const ERRATUM_DETECTED: &str = "CPU features: detected: C1-Pro SME DVMSync early acknowledgement";
+
+/// What the init script does once Linux is up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// The demo: SME stress on the other CPUs, `vms` protected VMs at once (each on its own CPU,
+    /// from CPU 0 up), phase marks when there is one VM.
+    ProtectedVms {
+        /// How many VMs run at the same time.
+        vms: usize,
+    },
+    /// CPU hotplug loops under pKVM (the boot tests' script).
+    Hotplug {
+        /// Rounds of taking every secondary CPU offline and online again.
+        rounds: u32,
+    },
+}
+
+/// One Linux pKVM run.
+#[derive(Clone, Debug)]
+pub struct Configuration {
+    /// CPU model name (`errata` crate).
+    pub cpu: String,
+    /// CPUs (2 to 8: one runs the launcher, another marks the phases).
+    pub cpus: usize,
+    /// Guest memory of each VM in MiB.
+    pub memory_mib: u64,
+    /// Monitor without the erratum call.
+    pub without_fix: bool,
+    /// What runs.
+    pub workload: Workload,
+}
+
+/// What the configuration requires.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    /// The CPU model has the erratum (Linux detects it, pKVM makes the calls).
+    pub affected: bool,
+    /// pKVM must come up (false: Linux must refuse it).
+    pub pkvm_on: bool,
+}
+
+impl Configuration {
+    /// The expectation for this configuration.
+    pub fn expectation(&self) -> Result<Expectation, String> {
+        let affected = qemu::parse_cpu_model(&self.cpu)?.affected_in_qemu();
+        Ok(Expectation {
+            affected,
+            pkvm_on: !(affected && self.without_fix),
+        })
+    }
+
+    /// The CPU whose hotplug marks phase boundaries: the last one.
+    fn mark_cpu(&self) -> usize {
+        self.cpus - 1
+    }
+
+    /// The run's name (and log file name).
+    fn name(&self) -> String {
+        let workload = match self.workload {
+            Workload::ProtectedVms { vms: 1 } => format!("pvm{}m", self.memory_mib),
+            Workload::ProtectedVms { vms } => format!("{vms}pvms{}m", self.memory_mib),
+            Workload::Hotplug { rounds } => format!("hotplug{rounds}"),
+        };
+        format!(
+            "linux-pkvm-{workload}-{}-smp{}{}",
+            self.cpu,
+            self.cpus,
+            if self.without_fix { "-without-fix" } else { "" }
+        )
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if !(2..=8).contains(&self.cpus) {
+            return Err(format!(
+                "the Linux pKVM demo needs 2 to 8 CPUs (one launches, one marks phases), not {}",
+                self.cpus
+            ));
+        }
+        if !(1..=256).contains(&self.memory_mib) {
+            return Err(format!(
+                "--memory must be 1 to 256 MiB, not {}",
+                self.memory_mib
+            ));
+        }
+        if let Workload::ProtectedVms { vms } = self.workload
+            && !(1..self.cpus).contains(&vms)
+        {
+            return Err(format!(
+                "{vms} VMs on {} CPUs: each VM needs its own CPU and one CPU marks phases",
+                self.cpus
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `/init` script.
+    pub fn init_script(&self) -> String {
+        let vms = match self.workload {
+            Workload::Hotplug { rounds } => return linux::hotplug_init_script(rounds),
+            Workload::ProtectedVms { vms } => vms,
+        };
+        let mark = self.mark_cpu();
+        let stress: Vec<String> = (vms..self.cpus).map(|cpu| cpu.to_string()).collect();
+        let mut launchers = String::new();
+        for vm in 0..vms {
+            // With one VM the launcher marks the end of the run itself, before the teardown.
+            let mark_option = if vms == 1 {
+                format!(" --mark-cpu {mark}")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                launchers,
+                "    pvm-launch --memory-mib {} --cpu {vm} --seed {}{mark_option} & launchers=\"$launchers $!\"",
+                self.memory_mib,
+                0x5EC2_E7C0_0000_0000_u64 + vm as u64
+            );
+        }
+        format!(
+            r#"#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+say() {{ echo "pkvm-demo: $*"; }}
+cycle() {{
+    echo 0 > /sys/devices/system/cpu/cpu$1/online || say "FAIL cannot take cpu$1 offline"
+    echo 1 > /sys/devices/system/cpu/cpu$1/online || say "FAIL cannot bring cpu$1 online"
+}}
+say "started, kernel $(uname -r), $(nproc) cpus online: $(cat /sys/devices/system/cpu/online)"
+if dmesg | grep -q "{PKVM_ON}"; then pkvm=on; else pkvm=off; fi
+say "pkvm $pkvm"
+say "mark boot (cpu{mark})"
+cycle {mark}
+if [ $pkvm = on ]; then
+    stress=""
+    for cpu in {stress}; do
+        sme-stress --cpu $cpu & stress="$stress $!"
+    done
+    launchers=""
+{launchers}    for pid in $launchers; do
+        wait $pid || say "FAIL a launcher exited with status $?"
+    done
+    kill $stress
+    for pid in $stress; do wait $pid; done
+    say "stress stopped"
+    [ "$(cat /sys/devices/system/cpu/cpu{mark}/online)" = 1 ] || echo 1 > /sys/devices/system/cpu/cpu{mark}/online
+    say "mark teardown (cpu{mark})"
+    cycle {mark}
+fi
+say "online: $(cat /sys/devices/system/cpu/online)"
+say "done"
+poweroff -f
+"#,
+            stress = stress.join(" "),
+        )
+    }
+}
+
+/// The calls the monitor counted up to some point.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Calls {
+    /// From Non-secure EL1 (the host kernel's probe).
+    pub el1: u64,
+    /// From Non-secure EL2 (pKVM).
+    pub el2: u64,
+}
+
+impl Calls {
+    /// Both together.
+    pub fn total(self) -> u64 {
+        self.el1 + self.el2
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self {
+            el1: self.el1.saturating_sub(earlier.el1),
+            el2: self.el2.saturating_sub(earlier.el2),
+        }
+    }
+}
+
+/// One CPU's line in the monitor's final statistics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuLine {
+    /// Calls it made.
+    pub calls: u64,
+    /// SGIs it sent.
+    pub sent: u64,
+    /// SGIs it answered.
+    pub answered: u64,
+    /// CPUs its calls skipped as off or suspended.
+    pub skipped: u64,
+}
+
+/// One launcher's summary line.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VmLine {
+    /// Its tag (`pvm0`).
+    pub tag: String,
+    /// Pages the guest wrote.
+    pub pages: u64,
+    /// Pages probed.
+    pub probed: u64,
+    /// Probes that faulted.
+    pub faulted: u64,
+    /// Probes that read.
+    pub readable: u64,
+    /// Words of the secret after the teardown.
+    pub secret_after_teardown: u64,
+    /// It printed `RESULT PASS`.
+    pub passed: bool,
+}
+
+/// What a run's console log shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Linux detected the erratum.
+    pub erratum_detected: bool,
+    /// Linux's pKVM line (on), if any.
+    pub pkvm_on: Option<String>,
+    /// Linux's refusal, if any.
+    pub pkvm_refused: bool,
+    /// The monitor's counts at each `CPU_OFF`, in order.
+    pub marks: Vec<Calls>,
+    /// The monitor's final counts.
+    pub total: Option<Calls>,
+    /// Its deadline misses.
+    pub deadline_misses: Option<u64>,
+    /// Its longest wait, as printed (`12.345 us`).
+    pub longest_wait: Option<String>,
+    /// Per CPU.
+    pub cpus: Vec<CpuLine>,
+    /// Launchers.
+    pub vms: Vec<VmLine>,
+    /// `(cpu, SVL bytes)` of each running SME stress.
+    pub stress: Vec<(u64, u64)>,
+    /// Failures the programs printed.
+    pub failures: Vec<String>,
+    /// The init script finished.
+    pub done: bool,
+    /// The machine powered off through PSCI.
+    pub powered_off: bool,
+}
+
+/// The unsigned numbers in `text`, in order.
+fn numbers(text: &str) -> Vec<u64> {
+    text.split(|character: char| !character.is_ascii_digit())
+        .filter(|part| !part.is_empty())
+        .filter_map(|part| part.parse().ok())
+        .collect()
+}
+
+/// The number right after `key` in `text`.
+fn number_after(text: &str, key: &str) -> Option<u64> {
+    let rest = &text[text.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The EL1 and EL2 counts of a monitor line (`... (from EL1 a, from EL2 b)`).
+fn calls_in(text: &str) -> Option<Calls> {
+    Some(Calls {
+        el1: number_after(text, "from EL1 ")?,
+        el2: number_after(text, "from EL2 ")?,
+    })
+}
+
+/// `key=value` of a summary line.
+fn field(line: &str, key: &str) -> u64 {
+    line.split_whitespace()
+        .find_map(|item| item.strip_prefix(&format!("{key}=")))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads the console log.
+pub fn observe(log: &str) -> Observed {
+    let mut observed = Observed::default();
+    for line in log.lines() {
+        let line = line.trim_end_matches('\r');
+        if line.contains(ERRATUM_DETECTED) {
+            observed.erratum_detected = true;
+        }
+        if line.contains(PKVM_ON) && line.contains("Protected") {
+            observed.pkvm_on = line.split("] ").nth(1).map(str::to_string);
+        }
+        if line.contains(PKVM_REFUSED) {
+            observed.pkvm_refused = true;
+        }
+        if line.starts_with("monitor: CPU ")
+            && line.contains(" off; erratum calls so far:")
+            && let Some(calls) = calls_in(line)
+        {
+            observed.marks.push(calls);
+        }
+        if let Some(rest) = line.strip_prefix("monitor: erratum 4193714 calls: ") {
+            observed.total = calls_in(rest);
+            observed.deadline_misses = number_after(rest, "deadline misses ");
+            observed.longest_wait = rest.split("longest wait ").nth(1).map(str::to_string);
+        }
+        if let Some(rest) = line.strip_prefix("monitor:   CPU ")
+            && let [_, calls, sent, answered, skipped] = numbers(rest)[..]
+        {
+            observed.cpus.push(CpuLine {
+                calls,
+                sent,
+                answered,
+                skipped,
+            });
+        }
+        if line.starts_with("pvm") && line.contains(": summary: ") {
+            observed.vms.push(VmLine {
+                tag: line.split(':').next().unwrap_or("pvm").to_string(),
+                pages: field(line, "pages"),
+                probed: field(line, "probed"),
+                faulted: field(line, "faulted"),
+                readable: field(line, "readable"),
+                secret_after_teardown: field(line, "secret_after_teardown"),
+                passed: false,
+            });
+        }
+        if line.starts_with("pvm") && line.ends_with(": RESULT PASS") {
+            let tag = line.split(':').next().unwrap_or("");
+            if let Some(vm) = observed.vms.iter_mut().find(|vm| vm.tag == tag) {
+                vm.passed = true;
+            }
+        }
+        if (line.starts_with("pvm") && line.contains("RESULT FAIL"))
+            || line.starts_with("sme-stress: FAIL")
+            || line.starts_with("pkvm-demo: FAIL")
+            || line.starts_with("pkvm-init: FAIL")
+        {
+            observed.failures.push(line.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("sme-stress: CPU ")
+            && rest.contains("streaming stores running")
+            && let [cpu, length, ..] = numbers(rest)[..]
+        {
+            observed.stress.push((cpu, length));
+        }
+        if line == "pkvm-demo: done" || line == "pkvm-init: done" {
+            observed.done = true;
+        }
+        if line.contains("reboot: Power down") {
+            observed.powered_off = true;
+        }
+    }
+    observed
+}
+
+/// The erratum calls per phase: boot (up to the first mark), VM run (first to second mark),
+/// teardown (second to third). `None` when the log has fewer marks.
+pub fn phases(observed: &Observed) -> Option<[Calls; 3]> {
+    match observed.marks[..] {
+        [boot, run, teardown, ..] => Some([boot, run.since(boot), teardown.since(run)]),
+        _ => None,
+    }
+}
+
+/// Checks a run's log against the configuration; returns the problems found.
+pub fn problems(
+    configuration: &Configuration,
+    expected: Expectation,
+    status: Option<i32>,
+    observed: &Observed,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut require = |condition: bool, what: String| {
+        if !condition {
+            problems.push(what);
+        }
+    };
+    require(
+        status == Some(0),
+        format!("QEMU exit status {status:?} (0 expected)"),
+    );
+    require(observed.done, "the init script did not finish".into());
+    require(
+        observed.powered_off,
+        "Linux did not power off through PSCI".into(),
+    );
+    for failure in &observed.failures {
+        require(false, format!("the log reports: {failure}"));
+    }
+    require(
+        observed.erratum_detected == expected.affected,
+        format!(
+            "Linux {} the erratum on {}",
+            if observed.erratum_detected {
+                "detected"
+            } else {
+                "did not detect"
+            },
+            configuration.cpu
+        ),
+    );
+    let Some(total) = observed.total else {
+        require(false, "the monitor printed no statistics".into());
+        return problems;
+    };
+    require(
+        observed.deadline_misses == Some(0),
+        format!(
+            "the monitor missed {:?} deadlines",
+            observed.deadline_misses
+        ),
+    );
+    if !expected.pkvm_on {
+        require(
+            observed.pkvm_refused && observed.pkvm_on.is_none(),
+            format!("Linux did not refuse pKVM with \"{PKVM_REFUSED}\""),
+        );
+        require(
+            total.el1 >= 1 && total.el2 == 0,
+            format!(
+                "the host kernel's probe should reach the monitor from EL1 and nothing from EL2, got {total:?}"
+            ),
+        );
+        return problems;
+    }
+    require(
+        observed.pkvm_on.is_some() && !observed.pkvm_refused,
+        "pKVM did not initialise".into(),
+    );
+    if !expected.affected {
+        require(
+            total.total() == 0,
+            format!(
+                "{} erratum calls on a CPU without the erratum",
+                total.total()
+            ),
+        );
+    } else {
+        require(
+            total.el1 >= 1 && total.el2 >= 1000,
+            format!("too few erratum calls for pKVM's start: {total:?}"),
+        );
+        for (cpu, line) in observed.cpus.iter().enumerate() {
+            require(
+                line.answered > 0 || line.calls == total.total(),
+                format!("CPU {cpu} answered no rendezvous SGI"),
+            );
+        }
+    }
+    let Workload::ProtectedVms { vms } = configuration.workload else {
+        return problems;
+    };
+    require(
+        observed.vms.len() == vms && observed.vms.iter().all(|vm| vm.passed),
+        format!(
+            "{} of {vms} protected VMs passed",
+            observed.vms.iter().filter(|vm| vm.passed).count()
+        ),
+    );
+    let stress_cpus = configuration.cpus - vms;
+    require(
+        observed.stress.len() == stress_cpus,
+        format!(
+            "{} of {stress_cpus} SME stress programs ran",
+            observed.stress.len()
+        ),
+    );
+    for vm in &observed.vms {
+        require(
+            vm.probed > 0 && vm.faulted == vm.probed && vm.readable == 0,
+            format!("{}: {} of {} probes faulted", vm.tag, vm.faulted, vm.probed),
+        );
+    }
+    if vms == 1
+        && let (Some([boot, run, teardown]), Some(vm)) = (phases(observed), observed.vms.first())
+    {
+        if expected.affected {
+            require(
+                boot.el2 >= 1000,
+                format!("{} calls during boot", boot.total()),
+            );
+            // One per page donated on the guest's fault, one for the unshare, more for metadata
+            // and memcache pages.
+            require(
+                run.el2 > vm.pages,
+                format!(
+                    "{} calls during the VM's run for {} donated pages",
+                    run.el2, vm.pages
+                ),
+            );
+        }
+        require(
+            teardown.total() == 0,
+            format!(
+                "{} calls during the teardown (upstream makes none)",
+                teardown.total()
+            ),
+        );
+    } else if vms == 1 {
+        require(false, "the log lacks the three phase marks".into());
+    }
+    problems
+}
+
+/// The summary printed at the end of the demo.
+pub fn summary(
+    configuration: &Configuration,
+    kernel: &linux::Kernel,
+    observed: &Observed,
+    problems: &[String],
+) -> String {
+    let mut text = String::new();
+    let _ = writeln!(text, "==== Linux pKVM on the pkvm-rs monitor: summary ====");
+    let _ = writeln!(
+        text,
+        "kernel:         {} {} ({})",
+        kernel.package, kernel.version, kernel.suite
+    );
+    let _ = writeln!(
+        text,
+        "machine:        {} x {}, firmware {} the erratum call; erratum detected by Linux: {}",
+        configuration.cpus,
+        configuration.cpu,
+        if configuration.without_fix {
+            "WITHOUT"
+        } else {
+            "with"
+        },
+        if observed.erratum_detected {
+            "yes"
+        } else {
+            "no"
+        }
+    );
+    let pkvm = match (&observed.pkvm_on, observed.pkvm_refused) {
+        (Some(line), _) => format!("on (\"{line}\")"),
+        (None, true) => format!("refused (\"{PKVM_REFUSED}\")"),
+        (None, false) => "off".to_string(),
+    };
+    let _ = writeln!(text, "pKVM:           {pkvm}");
+    if let Some(total) = observed.total {
+        let _ = writeln!(
+            text,
+            "erratum calls:  {} in all (from EL1 {}, from EL2 {}); deadline misses {}; longest wait {}",
+            total.total(),
+            total.el1,
+            total.el2,
+            observed.deadline_misses.unwrap_or(0),
+            observed.longest_wait.as_deref().unwrap_or("?")
+        );
+    }
+    if let Some([boot, run, teardown]) = phases(observed)
+        && matches!(configuration.workload, Workload::ProtectedVms { vms: 1 })
+    {
+        let _ = writeln!(
+            text,
+            "  by phase:     boot {} (EL1 {}, EL2 {}), VM run {}, teardown {}",
+            boot.total(),
+            boot.el1,
+            boot.el2,
+            run.total(),
+            teardown.total()
+        );
+    }
+    let answered: Vec<String> = observed
+        .cpus
+        .iter()
+        .enumerate()
+        .map(|(cpu, line)| format!("CPU {cpu}: {}", line.answered))
+        .collect();
+    if !answered.is_empty() {
+        let _ = writeln!(text, "SGIs answered:  {}", answered.join(", "));
+    }
+    let skipped: u64 = observed.cpus.iter().map(|line| line.skipped).sum();
+    let _ = writeln!(text, "CPUs skipped as off or suspended: {skipped}");
+    if !observed.stress.is_empty() {
+        let stress: Vec<String> = observed
+            .stress
+            .iter()
+            .map(|(cpu, length)| format!("CPU {cpu} (SVL {length} bytes)"))
+            .collect();
+        let _ = writeln!(text, "SME stress:     {}", stress.join(", "));
+    }
+    for vm in &observed.vms {
+        let _ = writeln!(
+            text,
+            "protected VM {}: {} MiB, {} pages written by the guest; host probes: {} pages, {} faulted, {} readable; secret words after teardown: {}",
+            vm.tag,
+            configuration.memory_mib,
+            vm.pages,
+            vm.probed,
+            vm.faulted,
+            vm.readable,
+            vm.secret_after_teardown
+        );
+    }
+    let faults: u64 = observed.vms.iter().map(|vm| vm.faulted).sum();
+    let _ = writeln!(text, "faults seen:    {faults}");
+    if problems.is_empty() {
+        let _ = writeln!(text, "RESULT: PASS");
+    } else {
+        let _ = writeln!(text, "RESULT: FAIL: {}", problems.join("; "));
+    }
+    text
+}
+
+/// Boots one configuration; returns the log, what it showed and the problems.
+fn run(
+    configuration: &Configuration,
+    kernel: &linux::Kernel,
+) -> Result<(qemu::Outcome, Observed, Vec<String>), String> {
+    configuration.check()?;
+    let expected = configuration.expectation()?;
+    let programs = match configuration.workload {
+        Workload::ProtectedVms { .. } => linux::pvm::build()?,
+        Workload::Hotplug { .. } => Vec::new(),
+    };
+    let initramfs = linux::build_initramfs(&configuration.init_script(), &programs)?;
+    let boot = LinuxBoot {
+        kernel: &kernel.image,
+        initrd: Some(&initramfs),
+        bootargs: BOOTARGS,
+        cpus: configuration.cpus,
+        cpu_model: &configuration.cpu,
+        level: Level::KernelAtEl2,
+        firmware_without_fix: configuration.without_fix,
+    };
+    let qemu_run = boot.prepare(&configuration.name(), TIMEOUT)?;
+    let outcome = qemu_run.execute()?;
+    let observed = observe(&outcome.log);
+    let mut problems = problems(configuration, expected, outcome.status, &observed);
+    if let Workload::Hotplug { .. } = configuration.workload
+        && let Err(problem) = linux::check_linux_boot_log(&outcome.log, configuration.cpus)
+    {
+        problems.push(problem);
+    }
+    Ok((outcome, observed, problems))
+}
+
+/// Lines of the console log worth showing while the demo runs (the rest is the kernel's boot).
+fn interesting(line: &str) -> bool {
+    line.starts_with("monitor:")
+        || line.starts_with("pkvm-demo:")
+        || line.starts_with("pvm")
+        || line.starts_with("sme-stress:")
+        || [
+            ERRATUM_DETECTED,
+            PKVM_ON,
+            PKVM_REFUSED,
+            "Hyp mode",
+            "reboot:",
+        ]
+        .iter()
+        .any(|marker| line.contains(marker))
+}
+
+/// `cargo xtask demo --linux`.
+pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    crate::setup::ensure_qemu()?;
+    let configuration = Configuration {
+        cpu: args.cpu.clone(),
+        cpus: args.cpus,
+        memory_mib: args.memory,
+        without_fix: args.firmware_without_fix,
+        workload: Workload::ProtectedVms { vms: 1 },
+    };
+    configuration.check()?;
+    let expected = configuration.expectation()?;
+    let kernel = linux::kernel(KernelKind::Pkvm)?;
+    println!(
+        "xtask: Linux pKVM demo: {} {} on {} x {}, firmware {} the erratum call, a protected VM of {} MiB; expected: pKVM {}, erratum calls {}",
+        kernel.package,
+        kernel.version,
+        configuration.cpus,
+        configuration.cpu,
+        if configuration.without_fix {
+            "WITHOUT"
+        } else {
+            "with"
+        },
+        configuration.memory_mib,
+        if expected.pkvm_on { "on" } else { "refused" },
+        match (expected.pkvm_on, expected.affected) {
+            (false, _) => "only the host kernel's probe",
+            (true, true) => "one per page given away",
+            (true, false) => "none",
+        }
+    );
+    let (outcome, observed, problems) = run(&configuration, &kernel)?;
+    for line in outcome.log.lines().map(|line| line.trim_end_matches('\r')) {
+        if interesting(line) {
+            println!("{line}");
+        }
+    }
+    print!("{}", summary(&configuration, &kernel, &observed, &problems));
+    println!(
+        "xtask: whole log: {} ({:.1} s)",
+        outcome.log_path.display(),
+        outcome.elapsed.as_secs_f64()
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the Linux pKVM demo failed {}",
+            qemu::log_hint(&outcome.log_path)
+        ))
+    }
+}
+
+/// The stock-pKVM tests of `cargo xtask test` (in `cargo xtask test-linux`): the demo on affected
+/// CPUs, the refusal with firmware lacking the fix, no calls on a fixed revision, CPU hotplug under
+/// pKVM, and two protected VMs at once (two real callers of the rendezvous at the same time).
+pub fn run_tests() -> Result<(), String> {
+    let kernel = linux::kernel(KernelKind::Pkvm).map_err(|error| {
+        format!("the Linux pKVM tests need Debian's Linux >= 7.1 for arm64: {error}")
+    })?;
+    let configuration = |cpu: &str, without_fix, memory_mib, workload| Configuration {
+        cpu: cpu.to_string(),
+        cpus: 4,
+        memory_mib,
+        without_fix,
+        workload,
+    };
+    let one = Workload::ProtectedVms { vms: 1 };
+    let configurations = [
+        configuration("c1-pro-r0p2", false, 16, one),
+        configuration("c1-pro-r0p2", true, 16, one),
+        configuration("c1-pro-r2p0", false, 16, one),
+        configuration("c1-pro-r1p1", false, 0, Workload::Hotplug { rounds: 3 }),
+        configuration("c1-pro-r0p2", false, 8, Workload::ProtectedVms { vms: 2 }),
+    ];
+    for configuration in &configurations {
+        let configuration = Configuration {
+            memory_mib: configuration.memory_mib.max(1),
+            ..configuration.clone()
+        };
+        let (outcome, observed, problems) = run(&configuration, &kernel)?;
+        let calls = observed.total.map_or("no statistics".to_string(), |total| {
+            format!("{} erratum calls", total.total())
+        });
+        println!(
+            "xtask: qemu {:<52} {} ({:.1} s; {calls})",
+            configuration.name(),
+            if problems.is_empty() { "ok" } else { "FAILED" },
+            outcome.elapsed.as_secs_f64()
+        );
+        if !problems.is_empty() {
+            return Err(format!(
+                "{}: {} {}",
+                configuration.name(),
+                problems.join("; "),
+                qemu::log_hint(&outcome.log_path)
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of a passing demo on 4 affected CPUs, as the monitor, Linux and the programs
+    /// print them.
+    const GOOD_LOG: &str = "\
+[    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement\r
+[    6.757653] kvm [1]: Protected hVHE mode initialized successfully\r
+pkvm-demo: pkvm on\r
+monitor: CPU 3 off; erratum calls so far: 3115 (from EL1 1, from EL2 3114)\r
+sme-stress: CPU 1: streaming stores running, SVL 32 bytes, 8192 stores per batch\r
+sme-stress: CPU 2: streaming stores running, SVL 32 bytes, 8192 stores per batch\r
+sme-stress: CPU 3: streaming stores running, SVL 32 bytes, 8192 stores per batch\r
+monitor: CPU 3 off; erratum calls so far: 7228 (from EL1 1, from EL2 7227)\r
+pvm0: summary: pages=4094 probed=4095 faulted=4095 readable=0 secret_after_teardown=0\r
+pvm0: RESULT PASS\r
+monitor: CPU 3 off; erratum calls so far: 7228 (from EL1 1, from EL2 7227)\r
+pkvm-demo: done\r
+[   82.794379] reboot: Power down\r
+monitor: erratum 4193714 calls: 7228 (from EL1 1, from EL2 7227); deadline misses 0; longest wait 31549.040 us\r
+monitor:   CPU 0: calls 4113, SGIs sent 12339, SGIs answered 3115, CPUs skipped as off or suspended 0\r
+monitor:   CPU 1: calls 3115, SGIs sent 9345, SGIs answered 4113, CPUs skipped as off or suspended 0\r
+monitor:   CPU 2: calls 0, SGIs sent 0, SGIs answered 7228, CPUs skipped as off or suspended 0\r
+monitor:   CPU 3: calls 0, SGIs sent 0, SGIs answered 7228, CPUs skipped as off or suspended 2\r
+monitor: PowerOff\r
+";
+
+    fn demo(cpu: &str, without_fix: bool) -> Configuration {
+        Configuration {
+            cpu: cpu.into(),
+            cpus: 4,
+            memory_mib: 16,
+            without_fix,
+            workload: Workload::ProtectedVms { vms: 1 },
+        }
+    }
+
+    #[test]
+    fn the_log_is_read_into_phases_and_counts() {
+        let observed = observe(GOOD_LOG);
+        assert!(observed.erratum_detected && !observed.pkvm_refused);
+        assert_eq!(observed.total, Some(Calls { el1: 1, el2: 7227 }));
+        assert_eq!(observed.deadline_misses, Some(0));
+        assert_eq!(observed.longest_wait.as_deref(), Some("31549.040 us"));
+        assert_eq!(
+            phases(&observed),
+            Some([
+                Calls { el1: 1, el2: 3114 },
+                Calls { el1: 0, el2: 4113 },
+                Calls::default()
+            ])
+        );
+        assert_eq!(observed.cpus.len(), 4);
+        assert_eq!(
+            observed.cpus[3],
+            CpuLine {
+                calls: 0,
+                sent: 0,
+                answered: 7228,
+                skipped: 2
+            }
+        );
+        assert_eq!(observed.stress, [(1, 32), (2, 32), (3, 32)]);
+        assert_eq!(observed.vms.len(), 1);
+        assert!(observed.vms[0].passed && observed.vms[0].faulted == 4095);
+        assert!(observed.done && observed.powered_off);
+    }
+
+    /// (label, configuration, log, fragments of the expected problems; none: it passes)
+    type Case = (&'static str, Configuration, String, &'static [&'static str]);
+
+    #[test]
+    fn problems_table() {
+        let refused_log = "\
+[    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement
+[    2.000000] kvm [1]: pKVM requires firmware support for C1-Pro erratum 4193714
+[    2.000001] kvm [1]: error initializing Hyp mode: -19
+monitor: CPU 3 off; erratum calls so far: 1 (from EL1 1, from EL2 0)
+pkvm-demo: done
+reboot: Power down
+monitor: erratum 4193714 calls: 1 (from EL1 1, from EL2 0); deadline misses 0; longest wait 0.000 us
+";
+        let unaffected_log = GOOD_LOG
+            .replace("[    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement\r\n", "")
+            .replace("7228 (from EL1 1, from EL2 7227)", "0 (from EL1 0, from EL2 0)")
+            .replace("3115 (from EL1 1, from EL2 3114)", "0 (from EL1 0, from EL2 0)");
+        let table: [Case; 8] = [
+            ("good", demo("c1-pro-r0p2", false), GOOD_LOG.into(), &[]),
+            (
+                "refusal",
+                demo("c1-pro-r0p2", true),
+                refused_log.into(),
+                &[],
+            ),
+            (
+                "fixed revision",
+                demo("c1-pro-r2p0", false),
+                unaffected_log.clone(),
+                &[],
+            ),
+            (
+                "pKVM on although the firmware lacks the fix",
+                demo("c1-pro-r0p2", true),
+                GOOD_LOG.into(),
+                &["did not refuse", "from EL2"],
+            ),
+            (
+                "calls on a fixed revision",
+                demo("c1-pro-r2p0", false),
+                GOOD_LOG.into(),
+                &["detected the erratum", "7228 erratum calls"],
+            ),
+            (
+                "a probe read guest memory",
+                demo("c1-pro-r0p2", false),
+                GOOD_LOG.replace("faulted=4095 readable=0", "faulted=4094 readable=1"),
+                &["4094 of 4095 probes faulted"],
+            ),
+            (
+                "a call during teardown",
+                demo("c1-pro-r0p2", false),
+                GOOD_LOG.replacen(
+                    "7228 (from EL1 1, from EL2 7227)\r\npkvm-demo",
+                    "7229 (from EL1 1, from EL2 7228)\r\npkvm-demo",
+                    1,
+                ),
+                &["1 calls during the teardown"],
+            ),
+            (
+                "timeout and no stress",
+                demo("c1-pro-r0p2", false),
+                GOOD_LOG
+                    .replace("deadline misses 0", "deadline misses 3")
+                    .replace("sme-stress: CPU 2: streaming", "sme-stress: FAIL CPU 2"),
+                &["FAIL CPU 2", "missed Some(3)", "2 of 3 SME stress"],
+            ),
+        ];
+        for (label, configuration, log, expected) in table {
+            let expectation = configuration.expectation().expect("known CPU");
+            let found = problems(&configuration, expectation, Some(0), &observe(&log));
+            assert_eq!(found.len(), expected.len(), "{label}: {found:?}");
+            for (problem, fragment) in found.iter().zip(expected) {
+                assert!(problem.contains(fragment), "{label}: {problem}");
+            }
+        }
+    }
+
+    #[test]
+    fn init_scripts_mark_phases_and_place_programs() {
+        let script = demo("c1-pro-r0p2", false).init_script();
+        assert!(script.contains("mount -t devtmpfs devtmpfs /dev"));
+        assert!(script.contains("pvm-launch --memory-mib 16 --cpu 0 --seed "));
+        assert!(script.contains("--mark-cpu 3 &"));
+        assert!(script.contains("for cpu in 1 2 3; do"));
+        assert!(script.trim_end().ends_with("poweroff -f"));
+        let two = Configuration {
+            workload: Workload::ProtectedVms { vms: 2 },
+            ..demo("c1-pro-r0p2", false)
+        };
+        let script = two.init_script();
+        assert!(script.contains("--cpu 0 --seed") && script.contains("--cpu 1 --seed"));
+        assert!(!script.contains("--mark-cpu"));
+        assert!(script.contains("for cpu in 2 3; do"));
+        let too_many = Configuration {
+            workload: Workload::ProtectedVms { vms: 4 },
+            ..demo("c1-pro-r0p2", false)
+        };
+        assert!(too_many.check().is_err());
+    }
+}
