@@ -55,6 +55,12 @@ pub struct Configuration {
     pub without_fix: bool,
     /// What runs.
     pub workload: Workload,
+    /// SME stress on the CPUs without a VM (the demo and tests); off for the benchmark, whose
+    /// instruction count must not depend on how long the stress happens to run.
+    pub stress: bool,
+    /// Under `-icount shift=0,sleep=off`, with idle CPUs polling (`nohlt`) instead of sleeping,
+    /// so that the monitor's counter at power-off counts every instruction retired and nothing else.
+    pub icount: bool,
 }
 
 /// What the configuration requires.
@@ -89,10 +95,11 @@ impl Configuration {
             Workload::Hotplug { rounds } => format!("hotplug{rounds}"),
         };
         format!(
-            "linux-pkvm-{workload}-{}-smp{}{}",
+            "linux-pkvm-{workload}-{}-smp{}{}{}",
             self.cpu,
             self.cpus,
-            if self.without_fix { "-without-fix" } else { "" }
+            if self.without_fix { "-without-fix" } else { "" },
+            if self.icount { "-icount" } else { "" }
         )
     }
 
@@ -127,7 +134,11 @@ impl Configuration {
             Workload::ProtectedVms { vms } => vms,
         };
         let mark = self.mark_cpu();
-        let stress: Vec<String> = (vms..self.cpus).map(|cpu| cpu.to_string()).collect();
+        let stress: Vec<String> = if self.stress {
+            (vms..self.cpus).map(|cpu| cpu.to_string()).collect()
+        } else {
+            Vec::new()
+        };
         let mut launchers = String::new();
         for vm in 0..vms {
             // With one VM the launcher marks the end of the run itself, before the teardown.
@@ -156,11 +167,15 @@ cycle() {{
 say "started, kernel $(uname -r), $(nproc) cpus online: $(cat /sys/devices/system/cpu/online)"
 if dmesg | grep -q "{PKVM_ON}"; then pkvm=on; else pkvm=off; fi
 say "pkvm $pkvm"
+# Only emergencies on the console from now on: the monitor prints its marks on the same UART, and a
+# kernel message printed at the same moment would cut into them.
+echo 1 > /proc/sys/kernel/printk
 say "mark boot (cpu{mark})"
 cycle {mark}
 if [ $pkvm = on ]; then
     stress=""
-    for cpu in {stress}; do
+    stress_cpus="{stress}"
+    for cpu in $stress_cpus; do
         sme-stress --cpu $cpu & stress="$stress $!"
     done
     launchers=""
@@ -314,9 +329,8 @@ pub fn observe(log: &str) -> Observed {
         if line.contains(PKVM_REFUSED) {
             observed.pkvm_refused = true;
         }
-        if line.starts_with("monitor: CPU ")
-            && line.contains(" off; erratum calls so far:")
-            && let Some(calls) = calls_in(line)
+        if let Some(position) = line.find(" off; erratum calls so far:")
+            && let Some(calls) = calls_in(&line[position..])
         {
             observed.marks.push(calls);
         }
@@ -479,7 +493,11 @@ pub fn problems(
             observed.vms.iter().filter(|vm| vm.passed).count()
         ),
     );
-    let stress_cpus = configuration.cpus - vms;
+    let stress_cpus = if configuration.stress {
+        configuration.cpus - vms
+    } else {
+        0
+    };
     require(
         observed.stress.len() == stress_cpus,
         format!(
@@ -606,7 +624,7 @@ pub fn summary(
     for vm in &observed.vms {
         let _ = writeln!(
             text,
-            "protected VM {}: {} MiB, {} pages written by the guest; host probes: {} pages, {} faulted, {} readable; secret words after teardown: {}",
+            "protected VM {}: {} MiB, {} pages written by the guest; host probes: {} pages, {} faulted, {} readable\n  after the teardown (stock pKVM's reclaim, reported, not judged): {} words of the secret readable by the host",
             vm.tag,
             configuration.memory_mib,
             vm.pages,
@@ -638,16 +656,26 @@ fn run(
         Workload::Hotplug { .. } => Vec::new(),
     };
     let initramfs = linux::build_initramfs(&configuration.init_script(), &programs)?;
+    let bootargs = if configuration.icount {
+        format!("{BOOTARGS} nohlt")
+    } else {
+        BOOTARGS.to_string()
+    };
     let boot = LinuxBoot {
         kernel: &kernel.image,
         initrd: Some(&initramfs),
-        bootargs: BOOTARGS,
+        bootargs: &bootargs,
         cpus: configuration.cpus,
         cpu_model: &configuration.cpu,
         level: Level::KernelAtEl2,
         firmware_without_fix: configuration.without_fix,
     };
-    let qemu_run = boot.prepare(&configuration.name(), TIMEOUT)?;
+    let mut qemu_run = boot.prepare(&configuration.name(), TIMEOUT)?;
+    if configuration.icount {
+        qemu_run
+            .extra
+            .extend(["-icount".to_string(), "shift=0,sleep=off".to_string()]);
+    }
     let outcome = qemu_run.execute()?;
     let observed = observe(&outcome.log);
     let mut problems = problems(configuration, expected, outcome.status, &observed);
@@ -657,6 +685,66 @@ fn run(
         problems.push(problem);
     }
     Ok((outcome, observed, problems))
+}
+
+/// One run of stock Linux pKVM measured for `cargo xtask bench`.
+#[derive(Clone, Debug)]
+pub struct Measured {
+    /// Instructions retired by all vCPUs from reset to power-off (the monitor's counter under
+    /// `-icount shift=0` with no vCPU ever sleeping).
+    pub instructions: u64,
+    /// The monitor's call counts.
+    pub calls: Calls,
+    /// Calls at boot, during the VM's run, during its teardown.
+    pub phases: [Calls; 3],
+    /// Pages the guest wrote (each given to it on its first touch).
+    pub guest_pages: u64,
+    /// Wall-clock time of the run.
+    pub seconds: f64,
+}
+
+/// Boots stock Linux pKVM with one protected VM of `memory_mib` MiB on 4 `cpu` CPUs, without
+/// stress, under `-icount`, and reads what it cost.
+pub fn measure(cpu: &str, memory_mib: u64, kernel: &linux::Kernel) -> Result<Measured, String> {
+    let configuration = Configuration {
+        cpu: cpu.to_string(),
+        cpus: 4,
+        memory_mib,
+        without_fix: false,
+        workload: Workload::ProtectedVms { vms: 1 },
+        stress: false,
+        icount: true,
+    };
+    let (outcome, observed, problems) = run(&configuration, kernel)?;
+    println!(
+        "xtask: qemu {:<52} {} ({:.1} s)",
+        configuration.name(),
+        if problems.is_empty() { "ok" } else { "FAILED" },
+        outcome.elapsed.as_secs_f64()
+    );
+    if !problems.is_empty() {
+        return Err(format!(
+            "{}: {} {}",
+            configuration.name(),
+            problems.join("; "),
+            qemu::log_hint(&outcome.log_path)
+        ));
+    }
+    let counter = outcome
+        .log
+        .lines()
+        .find_map(|line| line.split("monitor: counter at power-off: ").nth(1))
+        .ok_or_else(|| format!("{}: no counter line", configuration.name()))?;
+    let ticks = u128::from(number_after(counter, "").unwrap_or(0));
+    let frequency = u128::from(number_after(counter, "ticks at ").unwrap_or(0)).max(1);
+    let missing = || format!("{}: the log lacks the phase marks", configuration.name());
+    Ok(Measured {
+        instructions: u64::try_from(ticks * 1_000_000_000 / frequency).unwrap_or(u64::MAX),
+        calls: observed.total.ok_or_else(missing)?,
+        phases: phases(&observed).ok_or_else(missing)?,
+        guest_pages: observed.vms.first().map_or(0, |vm| vm.pages),
+        seconds: outcome.elapsed.as_secs_f64(),
+    })
 }
 
 /// Lines of the console log worth showing while the demo runs (the rest is the kernel's boot).
@@ -685,6 +773,8 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         memory_mib: args.memory,
         without_fix: args.firmware_without_fix,
         workload: Workload::ProtectedVms { vms: 1 },
+        stress: true,
+        icount: false,
     };
     configuration.check()?;
     let expected = configuration.expectation()?;
@@ -743,6 +833,8 @@ pub fn run_tests() -> Result<(), String> {
         memory_mib,
         without_fix,
         workload,
+        stress: true,
+        icount: false,
     };
     let one = Workload::ProtectedVms { vms: 1 };
     let configurations = [
@@ -814,6 +906,8 @@ monitor: PowerOff\r
             memory_mib: 16,
             without_fix,
             workload: Workload::ProtectedVms { vms: 1 },
+            stress: true,
+            icount: false,
         }
     }
 
@@ -933,7 +1027,7 @@ monitor: erratum 4193714 calls: 1 (from EL1 1, from EL2 0); deadline misses 0; l
         assert!(script.contains("mount -t devtmpfs devtmpfs /dev"));
         assert!(script.contains("pvm-launch --memory-mib 16 --cpu 0 --seed "));
         assert!(script.contains("--mark-cpu 3 &"));
-        assert!(script.contains("for cpu in 1 2 3; do"));
+        assert!(script.contains("stress_cpus=\"1 2 3\""));
         assert!(script.trim_end().ends_with("poweroff -f"));
         let two = Configuration {
             workload: Workload::ProtectedVms { vms: 2 },
@@ -942,7 +1036,7 @@ monitor: erratum 4193714 calls: 1 (from EL1 1, from EL2 0); deadline misses 0; l
         let script = two.init_script();
         assert!(script.contains("--cpu 0 --seed") && script.contains("--cpu 1 --seed"));
         assert!(!script.contains("--mark-cpu"));
-        assert!(script.contains("for cpu in 2 3; do"));
+        assert!(script.contains("stress_cpus=\"2 3\""));
         let too_many = Configuration {
             workload: Workload::ProtectedVms { vms: 4 },
             ..demo("c1-pro-r0p2", false)

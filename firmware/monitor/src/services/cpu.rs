@@ -421,6 +421,14 @@ pub fn print_statistics() {
         longest / 1000,
         longest % 1000
     );
+    // Under QEMU's `-icount shift=0` the counter advances one nanosecond per instruction retired
+    // by any vCPU (plus the time skipped while every vCPU sleeps): the benchmarks read the length
+    // of a whole run from this line.
+    println!(
+        "monitor: counter at power-off: {} ticks at {} Hz",
+        Platform.now(),
+        read_sysreg!("cntfrq_el0")
+    );
     for cpu in 0..cpus {
         let (Some(caller), Some(counters)) = (caller_statistics(cpu), statistics(cpu)) else {
             continue;
