@@ -58,9 +58,13 @@ pub struct Configuration {
     /// SME stress on the CPUs without a VM (the demo and tests); off for the benchmark, whose
     /// instruction count must not depend on how long the stress happens to run.
     pub stress: bool,
-    /// Under `-icount shift=0,sleep=off`, with idle CPUs polling (`nohlt`) instead of sleeping,
-    /// so that the monitor's counter at power-off counts every instruction retired and nothing else.
+    /// Under `-icount shift=0,sleep=off` (the counter advances one nanosecond per instruction any
+    /// vCPU retires), with the real-time clock and the device tree free of anything that changes
+    /// from run to run.
     pub icount: bool,
+    /// Idle CPUs poll (`nohlt`) instead of waiting in `WFI`: no vCPU ever sleeps, so the counter at
+    /// power-off counts every instruction retired and nothing else (no idle time skipped).
+    pub poll_idle: bool,
 }
 
 /// What the configuration requires.
@@ -99,7 +103,11 @@ impl Configuration {
             self.cpu,
             self.cpus,
             if self.without_fix { "-without-fix" } else { "" },
-            if self.icount { "-icount" } else { "" }
+            match (self.icount, self.poll_idle) {
+                (true, true) => "-icount-nohlt",
+                (true, false) => "-icount",
+                _ => "",
+            }
         )
     }
 
@@ -656,7 +664,7 @@ fn run(
         Workload::Hotplug { .. } => Vec::new(),
     };
     let initramfs = linux::build_initramfs(&configuration.init_script(), &programs)?;
-    let bootargs = if configuration.icount {
+    let bootargs = if configuration.poll_idle {
         format!("{BOOTARGS} nohlt")
     } else {
         BOOTARGS.to_string()
@@ -669,12 +677,19 @@ fn run(
         cpu_model: &configuration.cpu,
         level: Level::KernelAtEl2,
         firmware_without_fix: configuration.without_fix,
+        deterministic: configuration.icount,
     };
     let mut qemu_run = boot.prepare(&configuration.name(), TIMEOUT)?;
     if configuration.icount {
-        qemu_run
-            .extra
-            .extend(["-icount".to_string(), "shift=0,sleep=off".to_string()]);
+        qemu_run.extra.extend(
+            [
+                "-icount",
+                "shift=0,sleep=off",
+                "-rtc",
+                "base=2026-01-01T00:00:00,clock=vm",
+            ]
+            .map(String::from),
+        );
     }
     let outcome = qemu_run.execute()?;
     let observed = observe(&outcome.log);
@@ -699,13 +714,21 @@ pub struct Measured {
     pub phases: [Calls; 3],
     /// Pages the guest wrote (each given to it on its first touch).
     pub guest_pages: u64,
+    /// Counter time inside the erratum calls, as instructions (`-icount shift=0`: one per
+    /// nanosecond), summed over all calls.
+    pub inside_calls: u64,
     /// Wall-clock time of the run.
     pub seconds: f64,
 }
 
 /// Boots stock Linux pKVM with one protected VM of `memory_mib` MiB on 4 `cpu` CPUs, without
 /// stress, under `-icount`, and reads what it cost.
-pub fn measure(cpu: &str, memory_mib: u64, kernel: &linux::Kernel) -> Result<Measured, String> {
+pub fn measure(
+    cpu: &str,
+    memory_mib: u64,
+    poll_idle: bool,
+    kernel: &linux::Kernel,
+) -> Result<Measured, String> {
     let configuration = Configuration {
         cpu: cpu.to_string(),
         cpus: 4,
@@ -714,6 +737,7 @@ pub fn measure(cpu: &str, memory_mib: u64, kernel: &linux::Kernel) -> Result<Mea
         workload: Workload::ProtectedVms { vms: 1 },
         stress: false,
         icount: true,
+        poll_idle,
     };
     let (outcome, observed, problems) = run(&configuration, kernel)?;
     println!(
@@ -738,11 +762,19 @@ pub fn measure(cpu: &str, memory_mib: u64, kernel: &linux::Kernel) -> Result<Mea
     let ticks = u128::from(number_after(counter, "").unwrap_or(0));
     let frequency = u128::from(number_after(counter, "ticks at ").unwrap_or(0)).max(1);
     let missing = || format!("{}: the log lacks the phase marks", configuration.name());
+    let inside = outcome
+        .log
+        .lines()
+        .find_map(|line| line.split("monitor: time inside erratum calls: ").nth(1))
+        .and_then(|text| number_after(text, ""))
+        .ok_or_else(|| format!("{}: no time inside the calls", configuration.name()))?;
     Ok(Measured {
         instructions: u64::try_from(ticks * 1_000_000_000 / frequency).unwrap_or(u64::MAX),
         calls: observed.total.ok_or_else(missing)?,
         phases: phases(&observed).ok_or_else(missing)?,
         guest_pages: observed.vms.first().map_or(0, |vm| vm.pages),
+        inside_calls: u64::try_from(u128::from(inside) * 1_000_000_000 / frequency)
+            .unwrap_or(u64::MAX),
         seconds: outcome.elapsed.as_secs_f64(),
     })
 }
@@ -775,6 +807,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
         workload: Workload::ProtectedVms { vms: 1 },
         stress: true,
         icount: false,
+        poll_idle: false,
     };
     configuration.check()?;
     let expected = configuration.expectation()?;
@@ -835,6 +868,7 @@ pub fn run_tests() -> Result<(), String> {
         workload,
         stress: true,
         icount: false,
+        poll_idle: false,
     };
     let one = Workload::ProtectedVms { vms: 1 };
     let configurations = [
@@ -908,6 +942,7 @@ monitor: PowerOff\r
             workload: Workload::ProtectedVms { vms: 1 },
             stress: true,
             icount: false,
+            poll_idle: false,
         }
     }
 

@@ -87,6 +87,8 @@ pub struct LinuxBoot<'a> {
     pub level: Level,
     /// Whether the monitor is built without the erratum call.
     pub firmware_without_fix: bool,
+    /// Leave QEMU's random seeds out of the device tree (benchmarks under `-icount`).
+    pub deterministic: bool,
 }
 
 /// What the arm64 `Image` header (Linux `Documentation/arch/arm64/booting.rst`) says about a kernel.
@@ -247,6 +249,7 @@ impl LinuxBoot<'_> {
             &run.arguments(),
             self.bootargs,
             initrd.map(|(_, range)| range),
+            self.deterministic,
         )?;
         run.extra
             .extend(["-dtb".to_string(), tree.display().to_string()]);
@@ -269,6 +272,7 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
             Level::KernelAtEl2
         },
         firmware_without_fix: args.firmware_without_fix,
+        deterministic: false,
     };
     // The timeout only applies to `Run::execute`; this run is interactive and has none.
     let run = boot.prepare("linux-interactive", Duration::MAX)?;
@@ -363,6 +367,7 @@ fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(
         cpu_model: TEST_CPU_MODEL,
         level,
         firmware_without_fix: false,
+        deterministic: false,
     };
     let name = format!(
         "linux{}-{TEST_CPU_MODEL}-smp{TEST_CPUS}",

@@ -24,10 +24,14 @@ pub const INITRD_ADDRESS: u64 = 0x4800_0000;
 /// with `-dtb`: QEMU then places it at the start of DRAM for the monitor, which adds `/psci`, the CPUs'
 /// enable method and `/reserved-memory`. Load the kernel and initramfs with `-device loader` at
 /// [`KERNEL_ADDRESS`] and [`INITRD_ADDRESS`].
+///
+/// With `deterministic`, `/chosen/rng-seed` and `/chosen/kaslr-seed` (random bytes QEMU writes into
+/// every tree it makes) are removed, so that two boots under `-icount` execute the same instructions.
 pub fn boot_device_tree(
     qemu_args: &[String],
     bootargs: &str,
     initrd: Option<device_tree::MemoryRange>,
+    deterministic: bool,
 ) -> Result<PathBuf, String> {
     let dir = cache_dir();
     fs::create_dir_all(&dir)
@@ -61,6 +65,13 @@ pub fn boot_device_tree(
             .set_initrd(initrd)
             .map_err(|error| format!("cannot set the initrd: {error}"))?;
     }
+    if deterministic {
+        for seed in ["rng-seed", "kaslr-seed"] {
+            editor
+                .remove_property("/chosen", seed)
+                .map_err(|error| format!("cannot remove /chosen/{seed}: {error}"))?;
+        }
+    }
     // QEMU's tree reserves 1 MiB; packed, it stays far below the kernel at KERNEL_ADDRESS.
     editor
         .pack()
@@ -71,6 +82,7 @@ pub fn boot_device_tree(
         qemu_args,
         bootargs,
         initrd.map(|range| (range.base, range.size)),
+        deterministic,
     )
         .hash(&mut hasher);
     let path = dir.join(format!("boot-{:016x}.dtb", hasher.finish()));
@@ -111,7 +123,7 @@ mod tests {
             base: INITRD_ADDRESS,
             size: 0x12_3000,
         };
-        let path = boot_device_tree(&args, "console=ttyAMA0 loglevel=8", Some(initrd));
+        let path = boot_device_tree(&args, "console=ttyAMA0 loglevel=8", Some(initrd), true);
         let _ = fs::remove_file(&firmware);
         let path = path.expect("boot_device_tree");
         let bytes = fs::read(&path).expect("written");
@@ -121,6 +133,13 @@ mod tests {
         assert_eq!(tree.bootargs(), Ok(Some("console=ttyAMA0 loglevel=8")));
         assert_eq!(tree.initrd(), Ok(Some(initrd)));
         assert_eq!(tree.cpu_count(), Ok(2));
+        for seed in ["rng-seed", "kaslr-seed"] {
+            assert_eq!(
+                tree.property("/chosen", seed).map(|_| ()),
+                Err(device_tree::Error::PropertyNotFound),
+                "{seed} removed"
+            );
+        }
         assert_eq!(
             tree.memory(),
             Ok(device_tree::MemoryRange {
