@@ -145,8 +145,11 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
         text,
         "\nThe calls themselves, measured inside the real run: with idle CPUs in `WFI` (no `nohlt`), \
          the counter advanced by {} instructions in all while the {} calls were under way, \
-         **{inside:.0} per call**: the caller's EL3 handler and the three other CPUs taking the SGI \
-         at EL3 (whatever else ran meanwhile is included, so this is an upper bound).",
+         **{inside:.0} per call**: the caller's EL3 handler, the three other CPUs taking the SGI at \
+         EL3, and what the SGI costs them besides: woken from `WFI` in Linux's idle loop, each goes \
+         round that loop once before it sleeps again, and those instructions run while the caller \
+         waits. Whatever else ran meanwhile is included too, so this is an upper bound for the \
+         call's cost to the system.",
         grouped(integer(linux, "inside_calls_idle_wfi")),
         grouped(integer(linux, "calls_idle_wfi")),
     );
