@@ -513,6 +513,20 @@ pub fn problems(
             observed.stress.len()
         ),
     );
+    if vms > 1 && expected.affected {
+        // Each VM's pages are given to it on the CPU its launcher (and so its vCPU) is pinned
+        // to: every one of those CPUs must have been a caller.
+        for (cpu, vm) in observed.vms.iter().enumerate() {
+            let calls = observed.cpus.get(cpu).map_or(0, |line| line.calls);
+            require(
+                calls >= vm.pages,
+                format!(
+                    "CPU {cpu} made {calls} calls for a VM of {} pages run on it",
+                    vm.pages
+                ),
+            );
+        }
+    }
     for vm in &observed.vms {
         require(
             vm.probed > 0 && vm.faulted == vm.probed && vm.readable == 0,

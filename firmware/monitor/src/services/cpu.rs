@@ -339,18 +339,25 @@ pub struct CallerStatistics {
 ///
 /// Counted without any work on the call's path: a call sends the SGI to exactly the other
 /// possibly affected CPUs it reads as active, and whether a CPU is affected is recorded once for
-/// every CPU at cold boot and never changes, so the CPUs skipped over all calls are
+/// every CPU (at cold boot, or the boot CPU's at its first join) and never changes, so the CPUs
+/// skipped over all calls are
 /// `calls × (other possibly affected CPUs) − SGIs sent`. A monitor without the fix sends none and
 /// skips none.
 fn skipped_inactive(cpu: usize, calls: u64) -> u64 {
     if cfg!(feature = "without-erratum-fix") {
         return 0;
     }
+    use rendezvous::RendezvousMemory;
+    let memory = memory();
+    // The records the caller's scan reads: a CPU that has never reported counts as possibly
+    // affected there too.
     let others = (0..crate::power::cpu_count())
         .filter(|&other| {
             other != cpu
-                && (AFFECTED[other].load(Ordering::Relaxed)
-                    || !RECORDED[other].load(Ordering::Relaxed))
+                && memory
+                    .load_cpu_record(CpuIndex::new(other))
+                    .affectedness
+                    .may_be_affected()
         })
         .count() as u64;
     calls
