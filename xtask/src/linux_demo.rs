@@ -890,7 +890,7 @@ pub fn run_tests() -> Result<(), String> {
         configuration("c1-pro-r0p2", true, 16, one),
         configuration("c1-pro-r2p0", false, 16, one),
         configuration("c1-pro-r1p1", false, 0, Workload::Hotplug { rounds: 3 }),
-        configuration("c1-pro-r0p2", false, 8, Workload::ProtectedVms { vms: 2 }),
+        configuration("c1-pro-r0p2", false, 4, Workload::ProtectedVms { vms: 2 }),
     ];
     for configuration in &configurations {
         let configuration = Configuration {
