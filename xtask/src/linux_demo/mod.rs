@@ -7,6 +7,22 @@
 //! the init script cycles one CPU after boot, the launcher cycles it after the guest's run (before
 //! the teardown), and the script once more after the teardown. Pass or fail is decided from QEMU's
 //! exit status and the console log, never from timing.
+//!
+//! | file | job |
+//! | --- | --- |
+//! | `mod.rs` | configurations, the `/init` script, running a boot, the demo, the tests, the benchmark's runs |
+//! | `log.rs` | reading the console log |
+//! | `check.rs` | what a run must show for its configuration |
+//! | `summary.rs` | the demo's summary |
+
+mod check;
+mod log;
+mod summary;
+
+pub use check::problems;
+use log::number_after;
+pub use log::{Calls, Observed, observe, phases};
+pub use summary::summary;
 
 use crate::demo::DemoArgs;
 use crate::linux::{self, KernelKind};
@@ -204,466 +220,6 @@ poweroff -f
             stress = stress.join(" "),
         )
     }
-}
-
-/// The calls the monitor counted up to some point.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Calls {
-    /// From Non-secure EL1 (the host kernel's probe).
-    pub el1: u64,
-    /// From Non-secure EL2 (pKVM).
-    pub el2: u64,
-}
-
-impl Calls {
-    /// Both together.
-    pub fn total(self) -> u64 {
-        self.el1 + self.el2
-    }
-
-    fn since(self, earlier: Self) -> Self {
-        Self {
-            el1: self.el1.saturating_sub(earlier.el1),
-            el2: self.el2.saturating_sub(earlier.el2),
-        }
-    }
-}
-
-/// One CPU's line in the monitor's final statistics.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpuLine {
-    /// Calls it made.
-    pub calls: u64,
-    /// SGIs it sent.
-    pub sent: u64,
-    /// SGIs it answered.
-    pub answered: u64,
-    /// CPUs its calls skipped as off or suspended.
-    pub skipped: u64,
-}
-
-/// One launcher's summary line.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct VmLine {
-    /// Its tag (`pvm0`).
-    pub tag: String,
-    /// Pages the guest wrote.
-    pub pages: u64,
-    /// Pages probed.
-    pub probed: u64,
-    /// Probes that faulted.
-    pub faulted: u64,
-    /// Probes that read.
-    pub readable: u64,
-    /// Words of the secret after the teardown.
-    pub secret_after_teardown: u64,
-    /// It printed `RESULT PASS`.
-    pub passed: bool,
-}
-
-/// What a run's console log shows.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observed {
-    /// Linux detected the erratum.
-    pub erratum_detected: bool,
-    /// Linux's pKVM line (on), if any.
-    pub pkvm_on: Option<String>,
-    /// Linux's refusal, if any.
-    pub pkvm_refused: bool,
-    /// The monitor's counts at each `CPU_OFF`, in order.
-    pub marks: Vec<Calls>,
-    /// The monitor's final counts.
-    pub total: Option<Calls>,
-    /// Its deadline misses.
-    pub deadline_misses: Option<u64>,
-    /// Its longest wait, as printed (`12.345 us`).
-    pub longest_wait: Option<String>,
-    /// Per CPU.
-    pub cpus: Vec<CpuLine>,
-    /// Launchers.
-    pub vms: Vec<VmLine>,
-    /// `(cpu, SVL bytes)` of each running SME stress.
-    pub stress: Vec<(u64, u64)>,
-    /// Failures the programs printed.
-    pub failures: Vec<String>,
-    /// The init script finished.
-    pub done: bool,
-    /// The machine powered off through PSCI.
-    pub powered_off: bool,
-}
-
-/// The unsigned numbers in `text`, in order.
-fn numbers(text: &str) -> Vec<u64> {
-    text.split(|character: char| !character.is_ascii_digit())
-        .filter(|part| !part.is_empty())
-        .filter_map(|part| part.parse().ok())
-        .collect()
-}
-
-/// The number right after `key` in `text`.
-fn number_after(text: &str, key: &str) -> Option<u64> {
-    let rest = &text[text.find(key)? + key.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// The EL1 and EL2 counts of a monitor line (`... (from EL1 a, from EL2 b)`).
-fn calls_in(text: &str) -> Option<Calls> {
-    Some(Calls {
-        el1: number_after(text, "from EL1 ")?,
-        el2: number_after(text, "from EL2 ")?,
-    })
-}
-
-/// `key=value` of a summary line.
-fn field(line: &str, key: &str) -> u64 {
-    line.split_whitespace()
-        .find_map(|item| item.strip_prefix(&format!("{key}=")))
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Reads the console log.
-pub fn observe(log: &str) -> Observed {
-    let mut observed = Observed::default();
-    for line in log.lines() {
-        let line = line.trim_end_matches('\r');
-        if line.contains(ERRATUM_DETECTED) {
-            observed.erratum_detected = true;
-        }
-        if line.contains(PKVM_ON) && line.contains("Protected") {
-            observed.pkvm_on = line.split("] ").nth(1).map(str::to_string);
-        }
-        if line.contains(PKVM_REFUSED) {
-            observed.pkvm_refused = true;
-        }
-        if let Some(position) = line.find(" off; erratum calls so far:")
-            && let Some(calls) = calls_in(&line[position..])
-        {
-            observed.marks.push(calls);
-        }
-        if let Some(rest) = line.strip_prefix("monitor: erratum 4193714 calls: ") {
-            observed.total = calls_in(rest);
-            observed.deadline_misses = number_after(rest, "deadline misses ");
-            observed.longest_wait = rest.split("longest wait ").nth(1).map(str::to_string);
-        }
-        if let Some(rest) = line.strip_prefix("monitor:   CPU ")
-            && let [_, calls, sent, answered, skipped] = numbers(rest)[..]
-        {
-            observed.cpus.push(CpuLine {
-                calls,
-                sent,
-                answered,
-                skipped,
-            });
-        }
-        if line.starts_with("pvm") && line.contains(": summary: ") {
-            observed.vms.push(VmLine {
-                tag: line.split(':').next().unwrap_or("pvm").to_string(),
-                pages: field(line, "pages"),
-                probed: field(line, "probed"),
-                faulted: field(line, "faulted"),
-                readable: field(line, "readable"),
-                secret_after_teardown: field(line, "secret_after_teardown"),
-                passed: false,
-            });
-        }
-        if line.starts_with("pvm") && line.ends_with(": RESULT PASS") {
-            let tag = line.split(':').next().unwrap_or("");
-            if let Some(vm) = observed.vms.iter_mut().find(|vm| vm.tag == tag) {
-                vm.passed = true;
-            }
-        }
-        if (line.starts_with("pvm") && line.contains("RESULT FAIL"))
-            || line.starts_with("sme-stress: FAIL")
-            || line.starts_with("pkvm-demo: FAIL")
-            || line.starts_with("pkvm-init: FAIL")
-        {
-            observed.failures.push(line.to_string());
-        }
-        if let Some(rest) = line.strip_prefix("sme-stress: CPU ")
-            && rest.contains("streaming stores running")
-            && let [cpu, length, ..] = numbers(rest)[..]
-        {
-            observed.stress.push((cpu, length));
-        }
-        if line == "pkvm-demo: done" || line == "pkvm-init: done" {
-            observed.done = true;
-        }
-        if line.contains("reboot: Power down") {
-            observed.powered_off = true;
-        }
-    }
-    observed
-}
-
-/// The erratum calls per phase: boot (up to the first mark), VM run (first to second mark),
-/// teardown (second to third). `None` when the log has fewer marks.
-pub fn phases(observed: &Observed) -> Option<[Calls; 3]> {
-    match observed.marks[..] {
-        [boot, run, teardown, ..] => Some([boot, run.since(boot), teardown.since(run)]),
-        _ => None,
-    }
-}
-
-/// Checks a run's log against the configuration; returns the problems found.
-pub fn problems(
-    configuration: &Configuration,
-    expected: Expectation,
-    status: Option<i32>,
-    observed: &Observed,
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    let mut require = |condition: bool, what: String| {
-        if !condition {
-            problems.push(what);
-        }
-    };
-    require(
-        status == Some(0),
-        format!("QEMU exit status {status:?} (0 expected)"),
-    );
-    require(observed.done, "the init script did not finish".into());
-    require(
-        observed.powered_off,
-        "Linux did not power off through PSCI".into(),
-    );
-    for failure in &observed.failures {
-        require(false, format!("the log reports: {failure}"));
-    }
-    require(
-        observed.erratum_detected == expected.affected,
-        format!(
-            "Linux {} the erratum on {}",
-            if observed.erratum_detected {
-                "detected"
-            } else {
-                "did not detect"
-            },
-            configuration.cpu
-        ),
-    );
-    let Some(total) = observed.total else {
-        require(false, "the monitor printed no statistics".into());
-        return problems;
-    };
-    require(
-        observed.deadline_misses == Some(0),
-        format!(
-            "the monitor missed {:?} deadlines",
-            observed.deadline_misses
-        ),
-    );
-    if !expected.pkvm_on {
-        require(
-            observed.pkvm_refused && observed.pkvm_on.is_none(),
-            format!("Linux did not refuse pKVM with \"{PKVM_REFUSED}\""),
-        );
-        require(
-            total.el1 >= 1 && total.el2 == 0,
-            format!(
-                "the host kernel's probe should reach the monitor from EL1 and nothing from EL2, got {total:?}"
-            ),
-        );
-        return problems;
-    }
-    require(
-        observed.pkvm_on.is_some() && !observed.pkvm_refused,
-        "pKVM did not initialise".into(),
-    );
-    if !expected.affected {
-        require(
-            total.total() == 0,
-            format!(
-                "{} erratum calls on a CPU without the erratum",
-                total.total()
-            ),
-        );
-    } else {
-        require(
-            total.el1 >= 1 && total.el2 >= 1000,
-            format!("too few erratum calls for pKVM's start: {total:?}"),
-        );
-        for (cpu, line) in observed.cpus.iter().enumerate() {
-            require(
-                line.answered > 0 || line.calls == total.total(),
-                format!("CPU {cpu} answered no rendezvous SGI"),
-            );
-        }
-    }
-    let Workload::ProtectedVms { vms } = configuration.workload else {
-        return problems;
-    };
-    require(
-        observed.vms.len() == vms && observed.vms.iter().all(|vm| vm.passed),
-        format!(
-            "{} of {vms} protected VMs passed",
-            observed.vms.iter().filter(|vm| vm.passed).count()
-        ),
-    );
-    let stress_cpus = if configuration.stress {
-        configuration.cpus - vms
-    } else {
-        0
-    };
-    require(
-        observed.stress.len() == stress_cpus,
-        format!(
-            "{} of {stress_cpus} SME stress programs ran",
-            observed.stress.len()
-        ),
-    );
-    if vms > 1 && expected.affected {
-        // Each VM's pages are given to it on the CPU its launcher (and so its vCPU) is pinned
-        // to: every one of those CPUs must have been a caller.
-        for (cpu, vm) in observed.vms.iter().enumerate() {
-            let calls = observed.cpus.get(cpu).map_or(0, |line| line.calls);
-            require(
-                calls >= vm.pages,
-                format!(
-                    "CPU {cpu} made {calls} calls for a VM of {} pages run on it",
-                    vm.pages
-                ),
-            );
-        }
-    }
-    for vm in &observed.vms {
-        require(
-            vm.probed > 0 && vm.faulted == vm.probed && vm.readable == 0,
-            format!("{}: {} of {} probes faulted", vm.tag, vm.faulted, vm.probed),
-        );
-    }
-    if vms == 1
-        && let (Some([boot, run, teardown]), Some(vm)) = (phases(observed), observed.vms.first())
-    {
-        if expected.affected {
-            require(
-                boot.el2 >= 1000,
-                format!("{} calls during boot", boot.total()),
-            );
-            // One per page donated on the guest's fault, one for the unshare, more for metadata
-            // and memcache pages.
-            require(
-                run.el2 > vm.pages,
-                format!(
-                    "{} calls during the VM's run for {} donated pages",
-                    run.el2, vm.pages
-                ),
-            );
-        }
-        require(
-            teardown.total() == 0,
-            format!(
-                "{} calls during the teardown (upstream makes none)",
-                teardown.total()
-            ),
-        );
-    } else if vms == 1 {
-        require(false, "the log lacks the three phase marks".into());
-    }
-    problems
-}
-
-/// The summary printed at the end of the demo.
-pub fn summary(
-    configuration: &Configuration,
-    kernel: &linux::Kernel,
-    observed: &Observed,
-    problems: &[String],
-) -> String {
-    let mut text = String::new();
-    let _ = writeln!(text, "==== Linux pKVM on the pkvm-rs monitor: summary ====");
-    let _ = writeln!(
-        text,
-        "kernel:         {} {} ({})",
-        kernel.package, kernel.version, kernel.suite
-    );
-    let _ = writeln!(
-        text,
-        "machine:        {} x {}, firmware {} the erratum call; erratum detected by Linux: {}",
-        configuration.cpus,
-        configuration.cpu,
-        if configuration.without_fix {
-            "WITHOUT"
-        } else {
-            "with"
-        },
-        if observed.erratum_detected {
-            "yes"
-        } else {
-            "no"
-        }
-    );
-    let pkvm = match (&observed.pkvm_on, observed.pkvm_refused) {
-        (Some(line), _) => format!("on (\"{line}\")"),
-        (None, true) => format!("refused (\"{PKVM_REFUSED}\")"),
-        (None, false) => "off".to_string(),
-    };
-    let _ = writeln!(text, "pKVM:           {pkvm}");
-    if let Some(total) = observed.total {
-        let _ = writeln!(
-            text,
-            "erratum calls:  {} in all (from EL1 {}, from EL2 {}); deadline misses {}; longest wait {}",
-            total.total(),
-            total.el1,
-            total.el2,
-            observed.deadline_misses.unwrap_or(0),
-            observed.longest_wait.as_deref().unwrap_or("?")
-        );
-    }
-    if let Some([boot, run, teardown]) = phases(observed)
-        && matches!(configuration.workload, Workload::ProtectedVms { vms: 1 })
-    {
-        let _ = writeln!(
-            text,
-            "  by phase:     boot {} (EL1 {}, EL2 {}), VM run {}, teardown {}",
-            boot.total(),
-            boot.el1,
-            boot.el2,
-            run.total(),
-            teardown.total()
-        );
-    }
-    let answered: Vec<String> = observed
-        .cpus
-        .iter()
-        .enumerate()
-        .map(|(cpu, line)| format!("CPU {cpu}: {}", line.answered))
-        .collect();
-    if !answered.is_empty() {
-        let _ = writeln!(text, "SGIs answered:  {}", answered.join(", "));
-    }
-    let skipped: u64 = observed.cpus.iter().map(|line| line.skipped).sum();
-    let _ = writeln!(text, "CPUs skipped as off or suspended: {skipped}");
-    if !observed.stress.is_empty() {
-        let stress: Vec<String> = observed
-            .stress
-            .iter()
-            .map(|(cpu, length)| format!("CPU {cpu} (SVL {length} bytes)"))
-            .collect();
-        let _ = writeln!(text, "SME stress:     {}", stress.join(", "));
-    }
-    for vm in &observed.vms {
-        let _ = writeln!(
-            text,
-            "protected VM {}: {} MiB, {} pages written by the guest; host probes: {} pages, {} faulted, {} readable\n  after the teardown (stock pKVM's reclaim, reported, not judged): {} words of the secret readable by the host",
-            vm.tag,
-            configuration.memory_mib,
-            vm.pages,
-            vm.probed,
-            vm.faulted,
-            vm.readable,
-            vm.secret_after_teardown
-        );
-    }
-    let faults: u64 = observed.vms.iter().map(|vm| vm.faulted).sum();
-    let _ = writeln!(text, "faults seen:    {faults}");
-    if problems.is_empty() {
-        let _ = writeln!(text, "RESULT: PASS");
-    } else {
-        let _ = writeln!(text, "RESULT: FAIL: {}", problems.join("; "));
-    }
-    text
 }
 
 /// Boots one configuration; returns the log, what it showed and the problems.
@@ -920,12 +476,12 @@ pub fn run_tests() -> Result<(), String> {
 }
 
 #[cfg(test)]
-mod tests {
+mod fixtures {
     use super::*;
 
     /// The lines of a passing demo on 4 affected CPUs, as the monitor, Linux and the programs
     /// print them.
-    const GOOD_LOG: &str = "\
+    pub const GOOD_LOG: &str = "\
 [    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement\r
 [    6.757653] kvm [1]: Protected hVHE mode initialized successfully\r
 pkvm-demo: pkvm on\r
@@ -947,7 +503,7 @@ monitor:   CPU 3: calls 0, SGIs sent 0, SGIs answered 7228, CPUs skipped as off 
 monitor: PowerOff\r
 ";
 
-    fn demo(cpu: &str, without_fix: bool) -> Configuration {
+    pub fn demo(cpu: &str, without_fix: bool) -> Configuration {
         Configuration {
             cpu: cpu.into(),
             cpus: 4,
@@ -959,116 +515,12 @@ monitor: PowerOff\r
             poll_idle: false,
         }
     }
+}
 
-    #[test]
-    fn the_log_is_read_into_phases_and_counts() {
-        let observed = observe(GOOD_LOG);
-        assert!(observed.erratum_detected && !observed.pkvm_refused);
-        assert_eq!(observed.total, Some(Calls { el1: 1, el2: 7227 }));
-        assert_eq!(observed.deadline_misses, Some(0));
-        assert_eq!(observed.longest_wait.as_deref(), Some("31549.040 us"));
-        assert_eq!(
-            phases(&observed),
-            Some([
-                Calls { el1: 1, el2: 3114 },
-                Calls { el1: 0, el2: 4113 },
-                Calls::default()
-            ])
-        );
-        assert_eq!(observed.cpus.len(), 4);
-        assert_eq!(
-            observed.cpus[3],
-            CpuLine {
-                calls: 0,
-                sent: 0,
-                answered: 7228,
-                skipped: 2
-            }
-        );
-        assert_eq!(observed.stress, [(1, 32), (2, 32), (3, 32)]);
-        assert_eq!(observed.vms.len(), 1);
-        assert!(observed.vms[0].passed && observed.vms[0].faulted == 4095);
-        assert!(observed.done && observed.powered_off);
-    }
-
-    /// (label, configuration, log, fragments of the expected problems; none: it passes)
-    type Case = (&'static str, Configuration, String, &'static [&'static str]);
-
-    #[test]
-    fn problems_table() {
-        let refused_log = "\
-[    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement
-[    2.000000] kvm [1]: pKVM requires firmware support for C1-Pro erratum 4193714
-[    2.000001] kvm [1]: error initializing Hyp mode: -19
-monitor: CPU 3 off; erratum calls so far: 1 (from EL1 1, from EL2 0)
-pkvm-demo: done
-reboot: Power down
-monitor: erratum 4193714 calls: 1 (from EL1 1, from EL2 0); deadline misses 0; longest wait 0.000 us
-";
-        let unaffected_log = GOOD_LOG
-            .replace("[    0.000000] CPU features: detected: C1-Pro SME DVMSync early acknowledgement\r\n", "")
-            .replace("7228 (from EL1 1, from EL2 7227)", "0 (from EL1 0, from EL2 0)")
-            .replace("3115 (from EL1 1, from EL2 3114)", "0 (from EL1 0, from EL2 0)");
-        let table: [Case; 8] = [
-            ("good", demo("c1-pro-r0p2", false), GOOD_LOG.into(), &[]),
-            (
-                "refusal",
-                demo("c1-pro-r0p2", true),
-                refused_log.into(),
-                &[],
-            ),
-            (
-                "fixed revision",
-                demo("c1-pro-r2p0", false),
-                unaffected_log.clone(),
-                &[],
-            ),
-            (
-                "pKVM on although the firmware lacks the fix",
-                demo("c1-pro-r0p2", true),
-                GOOD_LOG.into(),
-                &["did not refuse", "from EL2"],
-            ),
-            (
-                "calls on a fixed revision",
-                demo("c1-pro-r2p0", false),
-                GOOD_LOG.into(),
-                &["detected the erratum", "7228 erratum calls"],
-            ),
-            (
-                "a probe read guest memory",
-                demo("c1-pro-r0p2", false),
-                GOOD_LOG.replace("faulted=4095 readable=0", "faulted=4094 readable=1"),
-                &["4094 of 4095 probes faulted"],
-            ),
-            (
-                "a call during teardown",
-                demo("c1-pro-r0p2", false),
-                GOOD_LOG.replacen(
-                    "7228 (from EL1 1, from EL2 7227)\r\npkvm-demo",
-                    "7229 (from EL1 1, from EL2 7228)\r\npkvm-demo",
-                    1,
-                ),
-                &["1 calls during the teardown"],
-            ),
-            (
-                "timeout and no stress",
-                demo("c1-pro-r0p2", false),
-                GOOD_LOG
-                    .replace("deadline misses 0", "deadline misses 3")
-                    .replace("sme-stress: CPU 2: streaming", "sme-stress: FAIL CPU 2"),
-                &["FAIL CPU 2", "missed Some(3)", "2 of 3 SME stress"],
-            ),
-        ];
-        for (label, configuration, log, expected) in table {
-            let expectation = configuration.expectation().expect("known CPU");
-            let found = problems(&configuration, expectation, Some(0), &observe(&log));
-            assert_eq!(found.len(), expected.len(), "{label}: {found:?}");
-            for (problem, fragment) in found.iter().zip(expected) {
-                assert!(problem.contains(fragment), "{label}: {problem}");
-            }
-        }
-    }
+#[cfg(test)]
+mod tests {
+    use super::fixtures::demo;
+    use super::*;
 
     #[test]
     fn init_scripts_mark_phases_and_place_programs() {
