@@ -15,6 +15,7 @@
 //! ([`report`]); `--compare` checks them against `bench/baseline.json` (any change beyond 1% fails),
 //! `--update-baseline` makes this run the baseline. `--host` runs the criterion benchmarks instead.
 
+mod linux;
 mod report;
 mod table_memory;
 
@@ -40,6 +41,10 @@ pub struct BenchArgs {
     /// Write this run as the new `bench/baseline.json`.
     #[arg(long)]
     update_baseline: bool,
+    /// Only the real workload: stock Linux pKVM with a protected VM, affected CPUs against
+    /// `c1-pro-r2p0` (`bench/linux-pkvm.json` and its section of `docs/results.md`).
+    #[arg(long)]
+    linux: bool,
 }
 
 /// An affected CPU model (the fix runs) and an unaffected one (it is never needed).
@@ -92,6 +97,10 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         );
     }
     crate::setup::ensure_qemu()?;
+    let root = firmware::workspace_root();
+    if args.linux {
+        return linux_benchmark(&root);
+    }
     let start = Instant::now();
     let erratum = erratum_benchmarks()?;
     let donation = donation_benchmarks()?;
@@ -113,11 +122,11 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         "xtask: QEMU benchmarks took {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let root = firmware::workspace_root();
     let text = serde_json::to_string_pretty(&results).map_err(|error| error.to_string())?;
     write(&root.join("bench").join("results.json"), &text)?;
     report::write_docs(&root, &results)?;
     print!("{}", report::tables(&results));
+    linux_benchmark(&root)?;
     if args.update_baseline {
         write(&root.join("bench").join("baseline.json"), &text)?;
     }
@@ -141,6 +150,26 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The real workload ([`linux`]): measures it, prints and records it next to the figures of the
+/// last full run (`bench/results.json`: the call's cost alone and our hypervisor's donation).
+fn linux_benchmark(root: &Path) -> Result<(), String> {
+    let measured = linux::measure()?;
+    let results: Value = std::fs::read_to_string(root.join("bench").join("results.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or(Value::Null);
+    let erratum_per_call = results["erratum_call"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["cpus"] == 4 && row["others"] == "wfi")
+        .and_then(|row| row["erratum_per_call"].as_f64());
+    let donation: Vec<Value> = results["donation"].as_array().cloned().unwrap_or_default();
+    let section = linux::section(&measured, erratum_per_call, &donation);
+    print!("{section}");
+    linux::write(root, &section, &measured)
 }
 
 fn write(path: &Path, text: &str) -> Result<(), String> {

@@ -27,6 +27,10 @@ pub struct DemoArgs {
     /// Use a monitor built without the erratum call: the hypervisor must refuse protected mode.
     #[arg(long)]
     pub firmware_without_fix: bool,
+    /// Stock Linux pKVM instead of our hypervisor: Debian's Linux >= 7.1 in protected mode at EL2
+    /// runs a protected VM of --memory MiB (see `linux_demo.rs`).
+    #[arg(long)]
+    pub linux: bool,
 }
 
 /// Which host scenario runs.
@@ -363,6 +367,9 @@ fn run_configuration(
 
 /// `cargo xtask demo`.
 pub fn demo(args: &DemoArgs) -> Result<(), String> {
+    if args.linux {
+        return crate::linux_demo::demo(args);
+    }
     crate::setup::ensure_qemu()?;
     let expected = expectation(&args.cpu, args.firmware_without_fix)?;
     check_sizes(args)?;
@@ -397,6 +404,7 @@ pub fn run_qemu_tests() -> Result<(), String> {
         cpus,
         memory: 16,
         firmware_without_fix: without_fix,
+        linux: false,
     };
     let demos = [
         configuration("c1-pro-r1p1", 4, false),
@@ -432,6 +440,7 @@ fn attack_configuration() -> DemoArgs {
         cpus: 1,
         memory: 2,
         firmware_without_fix: false,
+        linux: false,
     }
 }
 
@@ -448,6 +457,7 @@ pub fn run_dma_scenario(show_log: bool) -> Result<(), String> {
         cpus: 2,
         memory: 2,
         firmware_without_fix: false,
+        linux: false,
     };
     run_configuration(&args, Scenario::Dma, show_log).map(drop)
 }

@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod firmware;
 mod linux;
+mod linux_demo;
 mod model;
 mod monitor_tests;
 mod qemu;
@@ -40,7 +41,8 @@ enum Command {
     FetchLinux,
     /// Boot an arm64 Linux kernel Image on the monitor (or, with --hypervisor, under the hypervisor).
     Run(run::RunArgs),
-    /// Only the Linux boot test (part of `test`): Debian's kernel, CPU hotplug loops, power-off.
+    /// Only the Linux tests (part of `test`): Debian's 6.1 kernel with CPU hotplug loops, and stock
+    /// Linux pKVM (protected VMs, refusal without the fix, no calls on a fixed CPU, hotplug, two VMs).
     TestLinux,
     /// Only the SMMU boot test (part of `test-linux`): Linux under the hypervisor uses virtio-rng-pci
     /// behind the hypervisor's SMMUv3.
@@ -66,7 +68,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::FetchLinux => linux::fetch_linux(),
         Command::Run(args) => run::run(&args),
-        Command::TestLinux => run::linux_boot_test(),
+        Command::TestLinux => run::linux_boot_test().and_then(|()| linux_demo::run_tests()),
         Command::TestLinuxIommu => run::linux_iommu_test(),
         Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),

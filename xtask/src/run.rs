@@ -11,7 +11,7 @@
 //! protected hypervisor instead, which reserves its own memory in the tree and enters the kernel at
 //! EL1 from the host's entry point.
 
-use crate::firmware::{self, HOST_ADDRESS, HYPERVISOR, MONITOR};
+use crate::firmware::{self, HOST_ADDRESS, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX};
 use crate::linux::{self, INITRD_ADDRESS, KERNEL_ADDRESS};
 use crate::qemu::{self, Run};
 use clap::Args;
@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Put the PCIe bus behind an SMMUv3 (`-M iommu=smmuv3`) and add a virtio-rng-pci device.
     #[arg(long)]
     iommu: bool,
+    /// Use a monitor built without the erratum call (it answers `0x81000010` with -1): with
+    /// `kvm-arm.mode=protected` on an affected CPU, Linux ≥ 7.1 must refuse pKVM.
+    #[arg(long)]
+    firmware_without_fix: bool,
 }
 
 /// QEMU arguments of `--iommu`: the SMMUv3 in front of the PCIe root complex and a virtio device
@@ -90,6 +94,10 @@ pub struct LinuxBoot<'a> {
     pub level: Level,
     /// The SMMUv3 and a virtio-rng-pci device ([`IOMMU_ARGUMENTS`]).
     pub iommu: bool,
+    /// Whether the monitor is built without the erratum call.
+    pub firmware_without_fix: bool,
+    /// Leave QEMU's random seeds out of the device tree (benchmarks under `-icount`).
+    pub deterministic: bool,
 }
 
 /// What the arm64 `Image` header (Linux `Documentation/arch/arm64/booting.rst`) says about a kernel.
@@ -209,7 +217,11 @@ impl LinuxBoot<'_> {
             }
             None => None,
         };
-        let monitor = firmware::build(MONITOR)?;
+        let monitor = firmware::build(if self.firmware_without_fix {
+            MONITOR_WITHOUT_FIX
+        } else {
+            MONITOR
+        })?;
         let (payload, mut extra) = match self.level {
             Level::KernelAtEl2 => (self.kernel.to_path_buf(), Vec::new()),
             Level::UnderHypervisor => (
@@ -249,6 +261,7 @@ impl LinuxBoot<'_> {
             &run.arguments(),
             self.bootargs,
             initrd.map(|(_, range)| range),
+            self.deterministic,
         )?;
         run.extra
             .extend(["-dtb".to_string(), tree.display().to_string()]);
@@ -271,14 +284,21 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
             Level::KernelAtEl2
         },
         iommu: args.iommu,
+        firmware_without_fix: args.firmware_without_fix,
+        deterministic: false,
     };
     // The timeout only applies to `Run::execute`; this run is interactive and has none.
     let run = boot.prepare("linux-interactive", Duration::MAX)?;
     eprintln!(
-        "xtask: booting {} on {} x {} (Ctrl-A X quits QEMU)\nxtask: qemu-system-aarch64 {}",
+        "xtask: booting {} on {} x {}, firmware {} the erratum call (Ctrl-A X quits QEMU)\nxtask: qemu-system-aarch64 {}",
         args.kernel.display(),
         args.cpus,
         args.cpu,
+        if args.firmware_without_fix {
+            "WITHOUT"
+        } else {
+            "with"
+        },
         run.arguments().join(" ")
     );
     let status = Command::new("qemu-system-aarch64")
@@ -304,20 +324,20 @@ const TEST_CPU_MODEL: &str = "c1-pro-r0p2";
 const TEST_BOOTARGS: &str = "console=ttyAMA0 panic=-1";
 
 /// The Linux boot tests (in `cargo xtask test`): Debian's arm64 cloud kernel (fetched and cached on
-/// first use; needs root or a prepared apt, see [`linux::debian_kernel`]) with the hotplug initramfs
+/// first use through the private apt, see [`linux::kernel`]) with the hotplug initramfs
 /// boots on 4 C1-Pro r0p2 CPUs, loops CPU hotplug of every secondary CPU, and powers off; once at EL2
 /// right on the monitor, once as the host (EL1) of the protected hypervisor. The log must show PSCI
 /// 1.1, every CPU started at the expected level, all CPUs online after the loops and
 /// `reboot: Power down`, and QEMU must exit 0.
 pub fn linux_boot_test() -> Result<(), String> {
     crate::setup::ensure_qemu()?;
-    let kernel = linux::debian_kernel().map_err(|error| {
+    let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
         format!(
             "the Linux boot test needs Debian's arm64 kernel, cached in {}: {error}",
             linux::cache_dir().display()
         )
     })?;
-    let initramfs = linux::build_initramfs(&linux::hotplug_init_script(HOTPLUG_ROUNDS))?;
+    let initramfs = linux::build_initramfs(&linux::hotplug_init_script(HOTPLUG_ROUNDS), &[])?;
     for level in [Level::KernelAtEl2, Level::UnderHypervisor] {
         boot_test(&kernel, &initramfs, level)?;
     }
@@ -339,14 +359,14 @@ const IOMMU_MARKERS: [&str; 5] = [
 /// whose DMA goes through the hypervisor's IO page table.
 pub fn linux_iommu_test() -> Result<(), String> {
     crate::setup::ensure_qemu()?;
-    let kernel = linux::debian_kernel().map_err(|error| {
+    let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
         format!(
             "the SMMU boot test needs Debian's arm64 kernel, cached in {}: {error}",
             linux::cache_dir().display()
         )
     })?;
     let modules = linux::virtio_rng_modules(&kernel)?;
-    let initramfs = linux::build_initramfs_with(&linux::virtio_rng_init_script(), &modules)?;
+    let initramfs = linux::build_initramfs(&linux::virtio_rng_init_script(), &modules)?;
     let cpus = 2;
     let boot = LinuxBoot {
         kernel: &kernel.image,
@@ -356,6 +376,8 @@ pub fn linux_iommu_test() -> Result<(), String> {
         cpu_model: TEST_CPU_MODEL,
         level: Level::UnderHypervisor,
         iommu: true,
+        firmware_without_fix: false,
+        deterministic: false,
     };
     let name = format!("linux-hyp-smmu-virtio-rng-{TEST_CPU_MODEL}-smp{cpus}");
     let run = boot.prepare(&name, Duration::from_secs(180))?;
@@ -428,7 +450,7 @@ fn problems(status: Option<i32>, timeout: Duration, log: &str, level: Level) -> 
     problems
 }
 
-fn boot_test(kernel: &linux::DebianKernel, initramfs: &Path, level: Level) -> Result<(), String> {
+fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(), String> {
     let boot = LinuxBoot {
         kernel: &kernel.image,
         initrd: Some(initramfs),
@@ -437,6 +459,8 @@ fn boot_test(kernel: &linux::DebianKernel, initramfs: &Path, level: Level) -> Re
         cpu_model: TEST_CPU_MODEL,
         level,
         iommu: false,
+        firmware_without_fix: false,
+        deterministic: false,
     };
     let name = format!(
         "linux{}-{TEST_CPU_MODEL}-smp{TEST_CPUS}",

@@ -21,12 +21,14 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
             &["clippy", "--all-targets", "--", "-D", "warnings"],
         )?;
         lint_firmware()?;
+        lint_linux_side()?;
     }
     run_host_tests(&[])?;
     crate::monitor_tests::run_qemu_tests()?;
     crate::monitor_tests::benchmark()?;
     crate::demo::run_qemu_tests()?;
     crate::run::linux_boot_test()?;
+    crate::linux_demo::run_tests()?;
     println!("xtask: all tests passed");
     Ok(())
 }
@@ -72,6 +74,22 @@ fn lint_firmware() -> Result<(), String> {
     }
     args.extend(["--", "-D", "warnings"]);
     setup::run("cargo", &args)
+}
+
+/// Clippy over the Linux-side programs (`linux/pvm`), for their musl target.
+fn lint_linux_side() -> Result<(), String> {
+    let mut command = crate::linux::pvm::cargo("clippy")?;
+    let status = command
+        .args(["--", "-D", "warnings"])
+        .status()
+        .map_err(|error| format!("cannot run cargo clippy: {error}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "clippy of the Linux-side programs failed ({status})"
+        ))
+    }
 }
 
 /// Which workspace members [`workspace_packages`] lists.
@@ -121,6 +139,8 @@ fn workspace_packages(members: Members) -> Result<Vec<String>, String> {
     Ok(packages
         .iter()
         .filter(|package| package["id"].as_str().is_some_and(wanted))
+        // The Linux-side programs are built and linted for their own target (`lint_linux_side`).
+        .filter(|package| package["name"].as_str() != Some(crate::linux::pvm::PACKAGE))
         .filter_map(|package| package["name"].as_str().map(str::to_owned))
         .collect())
 }

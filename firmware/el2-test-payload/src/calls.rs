@@ -52,6 +52,20 @@ pub fn statistics(cpu: usize) -> (u64, u64, u64) {
     (result[1], result[2], result[3])
 }
 
+/// The monitor's caller statistics of `cpu` (`0xC200_0011`): (erratum calls from EL1, from EL2,
+/// CPUs its calls skipped as off or suspended).
+pub fn caller_statistics(cpu: usize) -> (u64, u64, u64) {
+    let result = smc(STATISTICS + 1, [cpu as u64, 0, 0]);
+    (result[1], result[2], result[3])
+}
+
+/// The monitor's wait statistics of `cpu` (`0xC200_0012`): (deadline misses, longest call in
+/// nanoseconds, rendezvous SGIs it sent).
+pub fn wait_statistics(cpu: usize) -> (u64, u64, u64) {
+    let result = smc(STATISTICS + 2, [cpu as u64, 0, 0]);
+    (result[1], result[2], result[3])
+}
+
 /// This CPU's dense index (Aff0 on QEMU's `virt` board with at most 16 CPUs).
 pub fn cpu_index() -> usize {
     (platform_qemu::cpu::current_mpidr() & 0xFF) as usize

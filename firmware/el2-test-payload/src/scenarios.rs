@@ -182,6 +182,28 @@ fn erratum_scenario() -> ! {
     while ROUND_DONE.load(Ordering::SeqCst) < cpus - 1 {
         calls::wait_for_event();
     }
+    // The monitor's own account: every CPU called `2 × iterations` times, from EL2; with the fix
+    // each call sent the SGI to every other (active, affected) CPU, skipped none and met its
+    // deadline; without it (or on an unaffected CPU) no SGI was sent.
+    let fixed_and_affected = EXPECTED.load(Ordering::SeqCst) == 0;
+    for caller in 0..cpus {
+        let (from_el1, from_el2, skipped) = calls::caller_statistics(caller);
+        let (misses, _, sent) = calls::wait_statistics(caller);
+        let wanted_sent = if fixed_and_affected {
+            2 * iterations * (cpus as u64 - 1)
+        } else {
+            0
+        };
+        check!(
+            from_el1 == 0 && from_el2 == 2 * iterations,
+            "CPU {caller}: the monitor counted {from_el1} calls from EL1 and {from_el2} from EL2, 0 and {} expected",
+            2 * iterations
+        );
+        check!(
+            skipped == 0 && misses == 0 && sent == wanted_sent,
+            "CPU {caller}: {skipped} CPUs skipped, {misses} deadline misses, {sent} SGIs sent ({wanted_sent} expected)"
+        );
+    }
     if EXPECTED.load(Ordering::SeqCst) == 0 {
         for caller in 0..cpus {
             check_serviced(caller, (0..cpus).filter(|&other| other != caller));

@@ -37,6 +37,22 @@ fn send_event() {
     unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
 }
 
+/// What a powered-down core loses and QEMU's "off" (a loop in the pen) would keep: the SME mode
+/// bits. A core that went off in Streaming mode, or with ZA on, must come back with `SVCR` at its
+/// reset value 0, as on hardware: Linux's secondary start runs FP/SIMD code that Streaming mode
+/// would make fail, and a CPU brought back online after running an SME program never came up.
+fn lose_power_down_state() {
+    let pfr1: u64;
+    // SAFETY: reading an ID register has no side effect.
+    unsafe { core::arch::asm!("mrs {}, id_aa64pfr1_el1", out(reg) pfr1, options(nomem, nostack)) };
+    if (pfr1 >> 24) & 0xF != 0 {
+        // SAFETY: SVCR (S3_3_C4_C2_2) exists when SME is implemented and CPTR_EL3.ESM leaves it
+        // untrapped at EL3; clearing it leaves Streaming mode and turns ZA off, which only changes
+        // the register state of the world that just gave up this CPU.
+        unsafe { core::arch::asm!("msr S3_3_C4_C2_2, xzr", "isb", options(nostack)) };
+    }
+}
+
 /// Number of CPUs of the platform, kept outside the lock for the rendezvous' hot paths.
 static CPU_COUNT: AtomicUsize = AtomicUsize::new(0);
 
@@ -95,7 +111,9 @@ pub fn cpu_off(cpu: usize) -> PsciError {
     if let Err(error) = POWER.lock().cpu_off(cpu) {
         return error;
     }
+    cpu_service::print_calls_at_cpu_off(cpu);
     cpu_service::leave(cpu, Leaving::Off);
+    lose_power_down_state();
     crate::restart_in_pen()
 }
 
@@ -117,6 +135,7 @@ pub fn cpu_suspend(cpu: usize, power_state: u32, entry: EntryPoint) -> Result<()
             cpu_service::leave(cpu, Leaving::PowerDown);
             wait_for_interrupt();
             let resume = POWER.lock().wake(cpu).unwrap_or(entry);
+            lose_power_down_state();
             cpu_service::join(cpu);
             crate::warm_boot(resume)
         }
@@ -125,6 +144,7 @@ pub fn cpu_suspend(cpu: usize, power_state: u32, entry: EntryPoint) -> Result<()
 
 /// `SYSTEM_OFF` and `SYSTEM_RESET` through the Secure GPIO.
 pub fn board(request: platform_qemu::power::BoardRequest) -> ! {
+    cpu_service::print_statistics();
     platform_qemu::println!("monitor: {request:?}");
     // SAFETY: the Secure GPIO is identity-mapped as device memory and only this function uses it.
     unsafe { platform_qemu::power::request(request) }

@@ -24,6 +24,39 @@ use rendezvous::{
     WorkaroundOutcome,
 };
 
+/// What each CPU did as a caller of the erratum call: the figures the monitor prints at
+/// `SYSTEM_OFF`/`SYSTEM_RESET` and reports through the statistics call, so that a run shows whose
+/// calls reached the rendezvous (stock pKVM calls from EL2, and its host kernel probes once from
+/// EL1). Each field has one writer, its CPU in the SMC handler (FIQs masked).
+struct CallerCounters {
+    /// Calls made from Non-secure EL1.
+    from_el1: AtomicU64,
+    /// Calls made from Non-secure EL2.
+    from_el2: AtomicU64,
+    /// Calls that passed their deadline before every CPU answered.
+    deadline_misses: AtomicU64,
+    /// The longest call, in counter ticks.
+    longest_ticks: AtomicU64,
+    /// All calls together, in counter ticks (under `-icount shift=0`, the instructions all vCPUs
+    /// retired while this CPU's calls were under way, in 16-instruction ticks).
+    total_ticks: AtomicU64,
+}
+
+impl CallerCounters {
+    const fn new() -> Self {
+        Self {
+            from_el1: AtomicU64::new(0),
+            from_el2: AtomicU64::new(0),
+            deadline_misses: AtomicU64::new(0),
+            longest_ticks: AtomicU64::new(0),
+            total_ticks: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Per-CPU caller counters.
+static CALLERS: [CallerCounters; MAX_CPUS] = [const { CallerCounters::new() }; MAX_CPUS];
+
 /// Bits of `CpuSet` words: one word covers every CPU this platform can have.
 const WORDS: usize = MAX_CPUS.div_ceil(64);
 
@@ -192,16 +225,47 @@ pub fn handle_fiq() {
     gic::end_group0(intid);
 }
 
+/// `SPSR_EL3.M[3:2]`: the exception level the SMC came from.
+fn caller_exception_level() -> u64 {
+    (read_sysreg!("spsr_el3") >> 2) & 0b11
+}
+
+/// Counts a call by `cpu` from its exception level (also when the monitor lacks the fix, so that a
+/// refused probe shows).
+fn count_caller(cpu: usize) {
+    let Some(counters) = CALLERS.get(cpu) else {
+        return;
+    };
+    let counter = if caller_exception_level() == 2 {
+        &counters.from_el2
+    } else {
+        &counters.from_el1
+    };
+    add_to_own_counter(counter, 1);
+}
+
 /// Runs one erratum call for `cpu`.
 fn erratum_call(cpu: usize) -> u64 {
+    count_caller(cpu);
     if cfg!(feature = "without-erratum-fix") {
         return SMC_UNKNOWN;
     }
-    let deadline = Deadline::after(Platform.now(), TIMEOUT_TICKS.load(Ordering::Relaxed));
+    let started = Platform.now();
+    let deadline = Deadline::after(started, TIMEOUT_TICKS.load(Ordering::Relaxed));
     let outcome: Result<WorkaroundOutcome<WORDS>, _> =
         rendezvous::request_workaround(&memory(), &mut Platform, CpuIndex::new(cpu), deadline);
     match outcome {
         Ok(outcome) => {
+            if let Some(counters) = CALLERS.get(cpu) {
+                let ticks = Platform.now().wrapping_sub(started);
+                add_to_own_counter(&counters.total_ticks, ticks);
+                if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
+                    counters.longest_ticks.store(ticks, Ordering::Relaxed);
+                }
+                if matches!(outcome, WorkaroundOutcome::Timeout { .. }) {
+                    add_to_own_counter(&counters.deadline_misses, 1);
+                }
+            }
             if let WorkaroundOutcome::Timeout { unanswered } = outcome {
                 println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
                 for target in unanswered.iter() {
@@ -255,6 +319,146 @@ pub fn statistics(cpu: usize) -> Option<CpuStatistics> {
             .map(|sent| sent.load(Ordering::Relaxed))
             .sum(),
     })
+}
+
+/// What the statistics call reports about one CPU as a caller.
+pub struct CallerStatistics {
+    /// Erratum calls from Non-secure EL1.
+    pub from_el1: u64,
+    /// Erratum calls from Non-secure EL2.
+    pub from_el2: u64,
+    /// Possibly affected CPUs its calls skipped because they were off or suspended.
+    pub skipped_inactive: u64,
+    /// Its calls that missed their deadline.
+    pub deadline_misses: u64,
+    /// Its longest call, in nanoseconds.
+    pub longest_wait_ns: u64,
+}
+
+/// Possibly affected CPUs that `cpu`'s `calls` skipped because they were off or suspended.
+///
+/// Counted without any work on the call's path: a call sends the SGI to exactly the other
+/// possibly affected CPUs it reads as active, and whether a CPU is affected is recorded once for
+/// every CPU (at cold boot, or the boot CPU's at its first join) and never changes, so the CPUs
+/// skipped over all calls are
+/// `calls × (other possibly affected CPUs) − SGIs sent`. A monitor without the fix sends none and
+/// skips none.
+fn skipped_inactive(cpu: usize, calls: u64) -> u64 {
+    if cfg!(feature = "without-erratum-fix") {
+        return 0;
+    }
+    use rendezvous::RendezvousMemory;
+    let memory = memory();
+    // The records the caller's scan reads: a CPU that has never reported counts as possibly
+    // affected there too.
+    let others = (0..crate::power::cpu_count())
+        .filter(|&other| {
+            other != cpu
+                && memory
+                    .load_cpu_record(CpuIndex::new(other))
+                    .affectedness
+                    .may_be_affected()
+        })
+        .count() as u64;
+    calls
+        .saturating_mul(others)
+        .saturating_sub(sgis_sent_by(cpu))
+}
+
+/// Rendezvous SGIs `cpu` has sent as a caller.
+pub fn sgis_sent_by(cpu: usize) -> u64 {
+    SGIS_SENT
+        .get(cpu)
+        .map_or(0, |sent| sent.load(Ordering::Relaxed))
+}
+
+/// Counter ticks as nanoseconds.
+fn ticks_to_ns(ticks: u64) -> u64 {
+    let frequency = read_sysreg!("cntfrq_el0").max(1);
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(frequency)).unwrap_or(u64::MAX)
+}
+
+/// The caller counters of `cpu`, or `None` for a CPU that does not exist.
+pub fn caller_statistics(cpu: usize) -> Option<CallerStatistics> {
+    if cpu >= crate::power::cpu_count() {
+        return None;
+    }
+    let counters = CALLERS.get(cpu)?;
+    let calls =
+        counters.from_el1.load(Ordering::Relaxed) + counters.from_el2.load(Ordering::Relaxed);
+    Some(CallerStatistics {
+        from_el1: counters.from_el1.load(Ordering::Relaxed),
+        from_el2: counters.from_el2.load(Ordering::Relaxed),
+        skipped_inactive: skipped_inactive(cpu, calls),
+        deadline_misses: counters.deadline_misses.load(Ordering::Relaxed),
+        longest_wait_ns: ticks_to_ns(counters.longest_ticks.load(Ordering::Relaxed)),
+    })
+}
+
+/// Prints the erratum calls made so far when `cpu` goes off: CPU hotplug is what a Linux init
+/// script can do to mark a point in time for the monitor (the Linux demo marks the end of boot, of
+/// the protected VM's run and of its teardown this way).
+pub fn print_calls_at_cpu_off(cpu: usize) {
+    let (mut el1, mut el2) = (0, 0);
+    for other in 0..crate::power::cpu_count() {
+        if let Some(caller) = caller_statistics(other) {
+            el1 += caller.from_el1;
+            el2 += caller.from_el2;
+        }
+    }
+    println!(
+        "monitor: CPU {cpu} off; erratum calls so far: {} (from EL1 {el1}, from EL2 {el2})",
+        el1 + el2
+    );
+}
+
+/// Prints what the erratum call did since boot: calls by the caller's exception level, then per CPU
+/// the calls it made, the SGIs it sent and answered and the CPUs its calls skipped; deadline misses
+/// and the longest wait. Called at `SYSTEM_OFF`/`SYSTEM_RESET`, so that every run's log shows whether
+/// (and from where) the calls reached the rendezvous.
+pub fn print_statistics() {
+    let cpus = crate::power::cpu_count();
+    let (mut el1, mut el2, mut misses, mut longest) = (0, 0, 0, 0);
+    for cpu in 0..cpus {
+        if let Some(caller) = caller_statistics(cpu) {
+            el1 += caller.from_el1;
+            el2 += caller.from_el2;
+            misses += caller.deadline_misses;
+            longest = longest.max(caller.longest_wait_ns);
+        }
+    }
+    println!(
+        "monitor: erratum 4193714 calls: {} (from EL1 {el1}, from EL2 {el2}); deadline misses {misses}; longest wait {}.{:03} us",
+        el1 + el2,
+        longest / 1000,
+        longest % 1000
+    );
+    let inside: u64 = CALLERS
+        .iter()
+        .take(cpus)
+        .map(|counters| counters.total_ticks.load(Ordering::Relaxed))
+        .sum();
+    println!("monitor: time inside erratum calls: {inside} ticks");
+    // Under QEMU's `-icount shift=0` the counter advances one nanosecond per instruction retired
+    // by any vCPU (plus the time skipped while every vCPU sleeps): the benchmarks read the length
+    // of a whole run from this line.
+    println!(
+        "monitor: counter at power-off: {} ticks at {} Hz",
+        Platform.now(),
+        read_sysreg!("cntfrq_el0")
+    );
+    for cpu in 0..cpus {
+        let (Some(caller), Some(counters)) = (caller_statistics(cpu), statistics(cpu)) else {
+            continue;
+        };
+        println!(
+            "monitor:   CPU {cpu}: calls {}, SGIs sent {}, SGIs answered {}, CPUs skipped as off or suspended {}",
+            caller.from_el1 + caller.from_el2,
+            sgis_sent_by(cpu),
+            counters.sgis_answered,
+            caller.skipped_inactive
+        );
+    }
 }
 
 /// The CPU service.
