@@ -21,7 +21,8 @@ const VIRTIO_RNG_MODULES: &[&str] = &[
 /// from the kernel's package in the cache.
 pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, String> {
     let dir = super::cache_dir();
-    let root = dir.join("modules-root");
+    // One tree per kernel package: modules only load into the kernel they were built for.
+    let root = dir.join(format!("modules-{}", kernel.package));
     let release_dir = |root: &Path| -> Option<PathBuf> {
         ["lib/modules", "usr/lib/modules"]
             .iter()
