@@ -75,15 +75,22 @@ impl Scenario {
         }
     }
 
-    /// QEMU arguments beyond the common ones: for the attack suite 5 GiB of DRAM and `-icount` (the
-    /// PMU counts instructions only then); for the DMA scenario the SMMUv3 in front of the PCIe root
+    /// QEMU arguments beyond the common ones: for the attack suite 5 GiB of DRAM, `-icount` (the
+    /// PMU counts instructions only then) and a virtio-rng device on virtio-mmio; for the DMA scenario the SMMUv3 in front of the PCIe root
     /// complex and the `edu` device, its DMA not limited to 28 bits (its default mask).
     fn qemu_arguments(self) -> Vec<String> {
         match self {
             Self::Demo | Self::HostileHost => Vec::new(),
-            Self::Attacks => ["-m", "5G", "-icount", "shift=0,sleep=off"]
-                .map(String::from)
-                .to_vec(),
+            Self::Attacks => [
+                "-m",
+                "5G",
+                "-icount",
+                "shift=0,sleep=off",
+                "-device",
+                "virtio-rng-device",
+            ]
+            .map(String::from)
+            .to_vec(),
             Self::Dma => [
                 "-M",
                 "iommu=smmuv3",

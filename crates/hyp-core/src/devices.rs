@@ -9,9 +9,10 @@
 //!
 //! | `compatible` | devices on QEMU `virt` | treatment |
 //! |---|---|---|
-//! | `arm,pl011`, `arm,pl031`, `arm,pl061`, `virtio,mmio`, `cfi-flash` | UART, RTC, GPIO, virtio-mmio transports, flash | the host's |
+//! | `arm,pl011`, `arm,pl031`, `arm,pl061`, `cfi-flash` | UART, RTC, GPIO, flash | the host's |
 //! | `arm,gic-v3` | distributor, redistributors | the host's, except each redistributor's control page (LPI tables), which the hypervisor emulates ([`crate::gic`]) |
 //! | `qemu,fw-cfg-mmio` | fw_cfg | withheld: its DMA interface writes any address |
+//! | `virtio,mmio` | virtio-mmio transports | withheld: a device behind one reads and writes its queues at any address, and no IOMMU sits in front of them (the host's virtio devices go on PCIe, behind the SMMU) |
 //! | `arm,gic-v3-its` | the GIC's ITS | withheld: it writes its tables to any address; LPIs are not offered to the host |
 //! | `pci-host-ecam-generic` | PCIe root complex | withheld unless the hypervisor owns an IOMMU that translates its DMA |
 //! | `arm,smmu-v3` | the SMMU | withheld: the hypervisor's own |
@@ -33,7 +34,7 @@ use device_tree::{Cells, DeviceTree, Node};
 /// Most device ranges the allowlist holds (QEMU's redistributor region alone gives 123).
 pub const MAX_HOST_DEVICE_RANGES: usize = 256;
 /// Most device-tree nodes the hypervisor withholds.
-pub const MAX_WITHHELD_NODES: usize = 32;
+pub const MAX_WITHHELD_NODES: usize = 64;
 /// Distance between two redistributors (GICv3 without virtual LPIs: `RD_base` and `SGI_base`).
 pub const REDISTRIBUTOR_STRIDE: u64 = 0x2_0000;
 /// The redistributor's control page (`RD_base` + 0..4 KiB): `GICR_CTLR`, `GICR_TYPER`,
@@ -103,18 +104,13 @@ impl From<device_tree::Error> for DeviceMapError {
 }
 
 /// Compatible strings of devices that cannot write memory: the host's.
-const HOST_DEVICES: [&str; 5] = [
-    "arm,pl011",
-    "arm,pl031",
-    "arm,pl061",
-    "virtio,mmio",
-    "cfi-flash",
-];
+const HOST_DEVICES: [&str; 4] = ["arm,pl011", "arm,pl031", "arm,pl061", "cfi-flash"];
 /// Compatible strings of devices that write memory on their own.
-const MEMORY_WRITERS: [&str; 3] = [
+const MEMORY_WRITERS: [&str; 4] = [
     "qemu,fw-cfg-mmio",
     "arm,gic-v3-its",
     "pci-host-ecam-generic",
+    "virtio,mmio",
 ];
 
 /// How the hypervisor treats `node`; `pcie_translated` says whether the hypervisor owns an IOMMU that
@@ -350,20 +346,17 @@ mod tests {
                 .iter()
                 .any(|range| range.contains(&address))
         };
-        // UART0, RTC, a virtio-mmio transport, the distributor, a redistributor's SGI frame.
-        for address in [
-            0x0900_0000,
-            0x0901_0000,
-            0x0A00_0000,
-            0x0800_0000,
-            0x080B_0000,
-        ] {
+        // UART0, RTC, the distributor, a redistributor's SGI frame.
+        for address in [0x0900_0000, 0x0901_0000, 0x0800_0000, 0x080B_0000] {
             assert!(allowed(address), "{address:#x} allowed");
         }
-        // fw_cfg, the ITS, PCIe ECAM and MMIO, the redistributors' control pages, nothing.
+        // fw_cfg, the ITS, virtio-mmio transports, PCIe ECAM and MMIO, the redistributors' control
+        // pages, nothing.
         for address in [
             0x0902_0000,
             0x0808_0000,
+            0x0A00_0000,
+            0x0A00_3E00,
             0x40_1000_0000,
             0x1000_0000,
             0x080A_0000,

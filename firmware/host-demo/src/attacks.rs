@@ -12,6 +12,7 @@
 //! | fw_cfg DMA | QEMU's fw_cfg DMA engine zero-fills a donated guest page | the guest's data changes |
 //! | ITS | the GIC's ITS writes a device-table entry into a donated guest page (`MAPD`) | the guest's data changes |
 //! | LPI tables | `GICR_PROPBASER` pointed at a donated page | the redistributor accepts it |
+//! | virtio-mmio | the transports (a virtio-rng device sits behind one): no IOMMU in front of them | the host finds and can program a DMA master |
 //! | hint-bit SMC | the erratum call with the SVE hint bit (`0x8101_0010`) | the rendezvous runs for the host |
 //! | stage-2 pool | faults in 1,536 2 MiB regions with no device | the hypervisor runs out of table pages |
 //! | high DRAM | a page above 4 GiB given to a guest and reclaimed | the hypervisor cannot zero it |
@@ -356,6 +357,61 @@ fn lpi_property_table(target: u64) -> bool {
     )
 }
 
+/// QEMU `virt`'s 32 virtio-mmio transports (0x200 apart from `0x0A00_0000`): the attack suite runs
+/// with a virtio-rng device behind one. A device there reads and writes its queues wherever the
+/// driver points them, with nothing in between: reaching its registers is reaching a DMA master.
+fn virtio_mmio() -> bool {
+    const VIRTIO_MMIO_BASE: u64 = 0x0A00_0000;
+    /// "virt", little-endian.
+    const MAGIC: u32 = 0x7472_6976;
+    let mut found = None;
+    let mut aborts = 0;
+    for transport in 0..32 {
+        let base = VIRTIO_MMIO_BASE + transport * 0x200;
+        let mut registers = (0, 0);
+        if aborted(|| {
+            // SAFETY: as for `write32`: device registers, or an abort the handler steps over.
+            registers = unsafe {
+                (
+                    ((base) as *const u32).read_volatile(),
+                    ((base + 8) as *const u32).read_volatile(),
+                )
+            };
+        }) {
+            aborts += 1;
+        } else if registers.0 == MAGIC && registers.1 != 0 {
+            found = Some((base, registers.1));
+        }
+    }
+    report(
+        "virtio-mmio device (a DMA master without an IOMMU)",
+        match found {
+            None if aborts == 32 => Verdict::Refused("virtio-mmio withheld"),
+            _ => Verdict::Hole,
+        },
+        format_args!(
+            "{aborts} of 32 transports aborted; device found: {}",
+            match found {
+                Some((base, device)) => DeviceFound(base, device),
+                None => DeviceFound(0, 0),
+            }
+        ),
+    )
+}
+
+/// A virtio device's transport and ID, for the report (0: none).
+struct DeviceFound(u64, u32);
+
+impl core::fmt::Display for DeviceFound {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter) -> core::fmt::Result {
+        if self.1 == 0 {
+            formatter.write_str("none")
+        } else {
+            write!(formatter, "virtio device {} at {:#x}", self.1, self.0)
+        }
+    }
+}
+
 /// The erratum call with the SVE hint bit (bit 16): the same call to the monitor.
 fn hint_bit_smc() -> bool {
     let answer = smc(0x8101_0010, [0; 3])[0] as i64;
@@ -525,6 +581,7 @@ pub fn run(parameters: Parameters) -> bool {
     passed &= fw_cfg_dma(target);
     passed &= its_device_table(target + PAGE_SIZE);
     passed &= lpi_property_table(target + 2 * PAGE_SIZE);
+    passed &= virtio_mmio();
     passed &= hint_bit_smc();
     // The guest checks every word of its pattern, then powers off (SYSTEM_RESET if anything changed).
     let mut intact = false;
