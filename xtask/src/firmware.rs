@@ -88,17 +88,7 @@ pub fn workspace_root() -> PathBuf {
 
 /// Adds the soft-float target through rustup when it is missing.
 pub fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|error| format!("cannot run rustup: {error}"))?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|line| line.trim() == FIRMWARE_TARGET)
-    {
-        return Ok(());
-    }
-    crate::setup::run("rustup", &["target", "add", FIRMWARE_TARGET])
+    crate::setup::ensure_rust_target(FIRMWARE_TARGET)
 }
 
 /// Builds `image` and returns the path of its raw binary (`target/images/<package>[-features].bin`).

@@ -403,20 +403,31 @@ pub fn linux_iommu_test() -> Result<(), String> {
             }
         }
     }
+    report_boot(
+        &run.name,
+        &outcome,
+        &problems,
+        &format!("{} {}", kernel.package, kernel.version),
+    )
+}
+
+/// Prints a Linux boot test's verdict line; the error names every problem and the log.
+fn report_boot(
+    name: &str,
+    outcome: &qemu::Outcome,
+    problems: &[String],
+    detail: &str,
+) -> Result<(), String> {
     let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
     println!(
-        "xtask: qemu {:<40} {verdict} ({:.1} s; {} {})",
-        run.name,
-        outcome.elapsed.as_secs_f64(),
-        kernel.package,
-        kernel.version
+        "xtask: qemu {name:<40} {verdict} ({:.1} s; {detail})",
+        outcome.elapsed.as_secs_f64()
     );
     if problems.is_empty() {
         Ok(())
     } else {
         Err(format!(
-            "Linux boot {}: {} {}",
-            run.name,
+            "Linux boot {name}: {} {}",
             problems.join("; "),
             qemu::log_hint(&outcome.log_path)
         ))
@@ -472,24 +483,15 @@ fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(
     let run = boot.prepare(&name, Duration::from_secs(180))?;
     let outcome = run.execute()?;
     let problems = problems(outcome.status, run.timeout, &outcome.log, level);
-    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "xtask: qemu {:<40} {verdict} ({:.1} s; {} {}, {HOTPLUG_ROUNDS} hotplug rounds)",
-        run.name,
-        outcome.elapsed.as_secs_f64(),
-        kernel.package,
-        kernel.version
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "Linux boot {}: {} {}",
-            run.name,
-            problems.join("; "),
-            qemu::log_hint(&outcome.log_path)
-        ))
-    }
+    report_boot(
+        &run.name,
+        &outcome,
+        &problems,
+        &format!(
+            "{} {}, {HOTPLUG_ROUNDS} hotplug rounds",
+            kernel.package, kernel.version
+        ),
+    )
 }
 
 #[cfg(test)]

@@ -79,3 +79,19 @@ fn output(program: &str, args: &[&str]) -> Result<String, String> {
     String::from_utf8(output.stdout)
         .map_err(|error| format!("{program} printed non-UTF-8: {error}"))
 }
+
+/// Adds the Rust target `target` through rustup when it is missing (the firmware's soft-float target,
+/// the Linux-side programs' musl target).
+pub fn ensure_rust_target(target: &str) -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .map_err(|error| format!("cannot run rustup: {error}"))?;
+    if String::from_utf8_lossy(&installed.stdout)
+        .lines()
+        .any(|line| line.trim() == target)
+    {
+        return Ok(());
+    }
+    run("rustup", &["target", "add", target])
+}

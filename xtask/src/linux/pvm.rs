@@ -28,17 +28,7 @@ const RUSTFLAGS: [&str; 4] = [
 
 /// Adds the musl target through rustup when it is missing.
 pub fn ensure_target() -> Result<(), String> {
-    let installed = Command::new("rustup")
-        .args(["target", "list", "--installed"])
-        .output()
-        .map_err(|error| format!("cannot run rustup: {error}"))?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|line| line.trim() == LINUX_TARGET)
-    {
-        return Ok(());
-    }
-    crate::setup::run("rustup", &["target", "add", LINUX_TARGET])
+    crate::setup::ensure_rust_target(LINUX_TARGET)
 }
 
 /// A cargo command for the Linux-side crate (`build` or `clippy`), with the static-build flags
