@@ -32,11 +32,13 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+mod link;
 mod qemu_virt;
 mod test_platform;
 
 use core::ops::Range;
 
+pub use link::{Image, MemoryBlock, link_region};
 pub use qemu_virt::QemuVirt;
 pub use test_platform::TestPlatform;
 

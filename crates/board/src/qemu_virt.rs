@@ -29,6 +29,11 @@ use core::ops::Range;
 #[derive(Clone, Copy, Debug)]
 pub struct QemuVirt;
 
+impl QemuVirt {
+    /// QEMU's `-M` value for this board (`cargo xtask` starts QEMU with it).
+    pub const QEMU_MACHINE: &'static str = "virt,secure=on,virtualization=on,gic-version=3";
+}
+
 /// Where QEMU `virt` puts the SMMUv3 (`-M virt,iommu=smmuv3`).
 const SMMU: Region = Region::new(0x0905_0000, 0x2_0000);
 

@@ -105,3 +105,25 @@ fn qemu_virt_is_qemus_map() {
         ]
     );
 }
+
+/// The link regions follow the board, and the fragment is what the linker scripts include.
+#[test]
+fn images_are_linked_where_the_board_says() {
+    let qemu: &[(Image, Region)] = &[
+        (Image::Monitor, Region::new(0x0E00_0000, 16 << 20)),
+        (Image::Hypervisor, Region::new(0x4020_0000, 32 << 20)),
+        (Image::TestPayload, Region::new(0x4020_0000, 32 << 20)),
+        (Image::HostDemo, Region::new(0x4220_0000, 14 << 20)),
+    ];
+    for &(image, region) in qemu {
+        assert_eq!(link_region::<QemuVirt>(image), region, "{image:?}");
+    }
+    assert_eq!(
+        link_region::<TestPlatform>(Image::HostDemo),
+        Region::new(0x8160_0000, 0x00A0_0000)
+    );
+    assert_eq!(
+        MemoryBlock::new::<TestPlatform>("hyp", Image::Hypervisor).to_string(),
+        "/* Written by the build script from crates/board. */\nMEMORY\n{\n    hyp : ORIGIN = 0x80400000, LENGTH = 0x1000000\n}\n__board_max_cpus = 8;\n"
+    );
+}
