@@ -44,9 +44,10 @@ use core::cell::UnsafeCell;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
+use hyp_core::boot::{ProtectedModeDecision, host_memory_layout};
 use hyp_core::devices::HostDeviceMap;
 use hyp_core::{Hypervisor, MetadataPools};
-use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect, MemoryLayout};
+use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect};
 use platform::HypPlatform;
 use platform_qemu::println;
 use spin::Once;
@@ -302,48 +303,40 @@ fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
 static BOOT_CPU_AFFECTED: AtomicBool = AtomicBool::new(false);
 
-/// Whether this CPU has erratum 4193714 (its MIDR, REVIDR and SME support).
-fn this_cpu_affected() -> bool {
-    let identity = CpuIdentity {
+/// This CPU's identity as the errata see it (its MIDR, REVIDR and SME support).
+fn this_cpu() -> CpuIdentity {
+    CpuIdentity {
         midr: Midr::from_register(read_sysreg!("midr_el1")),
         revidr: read_sysreg!("revidr_el1"),
         id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
-    };
-    SmeDvmSyncEarlyAck::applies_to(&identity)
+    }
 }
 
-/// Decides protected mode (BRIEF §3): on a CPU affected by erratum 4193714 the firmware call must
-/// answer 0; an unaffected system never makes it.
+/// Whether this CPU has erratum 4193714.
+fn this_cpu_affected() -> bool {
+    SmeDvmSyncEarlyAck::applies_to(&this_cpu())
+}
+
+/// Decides protected mode (BRIEF §3) with [`hyp_core::boot::decide_protected_mode`]: on a CPU
+/// affected by erratum 4193714 the firmware call must answer 0; an unaffected system never makes it.
 fn decide_protected_mode() -> (ErratumMitigation, abi::hypercall::ProtectedModeStatus) {
-    use abi::hypercall::ProtectedModeStatus;
-    let affected = this_cpu_affected();
-    BOOT_CPU_AFFECTED.store(affected, Ordering::Relaxed);
-    if !affected {
-        println!(
+    let decision = hyp_core::boot::decide_protected_mode(&this_cpu(), firmware::dvm_sync);
+    BOOT_CPU_AFFECTED.store(
+        decision != ProtectedModeDecision::NotAffected,
+        Ordering::Relaxed,
+    );
+    match decision {
+        ProtectedModeDecision::NotAffected => println!(
             "hyp: protected mode on; erratum 4193714 does not affect this CPU: no firmware call needed"
-        );
-        return (ErratumMitigation::NotNeeded, ProtectedModeStatus::Enabled);
-    }
-    let answer = firmware::dvm_sync();
-    if answer == 0 {
-        println!(
+        ),
+        ProtectedModeDecision::Mitigated => println!(
             "hyp: protected mode on; erratum 4193714 mitigated by the firmware DVMSync call (SMC 0x81000010)"
-        );
-        (
-            ErratumMitigation::FirmwareDvmSync,
-            ProtectedModeStatus::Enabled,
-        )
-    } else {
-        println!(
+        ),
+        ProtectedModeDecision::FirmwareMissing { answer } => println!(
             "hyp: erratum 4193714: this CPU needs the firmware's DVMSync workaround (SMC 0x81000010) but the firmware answered {answer}: missing firmware support, protected mode refused, host runs unprotected"
-        );
-        (
-            ErratumMitigation::FirmwareDvmSync,
-            ProtectedModeStatus::ErratumFirmwareMissing {
-                firmware_result: answer as u64,
-            },
-        )
+        ),
     }
+    (decision.mitigation(), decision.status())
 }
 
 /// CPU 0, from `hyp_entry`: MMU off, stack and vectors set, `.bss` clear.
@@ -369,14 +362,10 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     let Some(devices) = host_devices() else {
         panic!("the device allowlist was not built");
     };
-    let layout = MemoryLayout {
-        dram: dram.clone(),
-        hypervisor: HYPERVISOR_BASE as u64..(HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64,
-        forbidden: Board::FORBIDDEN,
-        // Only the allowlisted devices: everything else (devices that write memory, unknown ones,
-        // addresses where nothing is) takes an external abort.
-        devices: devices.host_ranges(),
-    };
+    // Only the allowlisted devices: everything else (devices that write memory, unknown ones,
+    // addresses where nothing is) takes an external abort; never the board's forbidden ranges or the
+    // hypervisor's memory.
+    let layout = host_memory_layout::<Board>(dram.clone(), devices.host_ranges());
     let Some(host_tables) = HOST_TABLES.take() else {
         panic!("the boot memory was already taken");
     };
