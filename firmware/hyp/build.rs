@@ -1,7 +1,22 @@
-//! Links the hypervisor with its own linker script.
+//! Links the hypervisor with its own linker script (hyp.ld), whose `MEMORY` block (where the image lives, and
+//! how many per-CPU stacks it reserves) is written here from the board's map into `memory.ld`.
+
+use board::{Image, MemoryBlock};
+
+/// The board the image is built for: the same as `Board` in the image's source.
+type Board = board::QemuVirt;
 
 fn main() {
     let directory = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let Ok(out) = std::env::var("OUT_DIR") else {
+        panic!("cargo sets OUT_DIR for build scripts");
+    };
+    let block = MemoryBlock::new::<Board>("hyp", Image::Hypervisor);
+    let path = std::path::Path::new(&out).join("memory.ld");
+    if let Err(error) = std::fs::write(&path, block.to_string()) {
+        panic!("cannot write {}: {error}", path.display());
+    }
+    println!("cargo:rustc-link-search={out}");
     println!("cargo:rustc-link-arg=-T{directory}/hyp.ld");
     println!("cargo:rerun-if-changed=hyp.ld");
 }

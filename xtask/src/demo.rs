@@ -103,8 +103,8 @@ impl Scenario {
     }
 }
 
-/// A host page above 4 GiB for the attack suite (DRAM is 0x4000_0000..0x1_8000_0000 with `-m 5G`).
-const HIGH_PAGE: u64 = 0x1_4000_0000;
+/// A host page above 4 GiB for the attack suite (with `-m 5G` DRAM is 5 GiB from the board's base).
+const HIGH_PAGE: u64 = crate::qemu::DRAM_BASE + (4 << 30);
 
 /// What the configuration requires of the run.
 #[derive(Debug, PartialEq, Eq)]

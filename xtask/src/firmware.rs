@@ -10,6 +10,8 @@
 //! The ELF-to-binary step is ours (a few lines over the ELF64 program headers) so that xtask needs no
 //! binutils or llvm-tools.
 
+use crate::qemu::Board;
+use board::Platform;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -73,11 +75,10 @@ pub const GUEST: Image = Image {
     package: "guest-demo",
     features: "",
 };
-/// Where the hypervisor enters the host (`platform_qemu::hypervisor_map::HOST_ENTRY`).
-pub const HOST_ADDRESS: u64 = 0x4220_0000;
-/// Where QEMU loads the guest image into host memory
-/// (`platform_qemu::hypervisor_map::GUEST_IMAGE_LOAD_ADDRESS`).
-pub const GUEST_IMAGE_ADDRESS: u64 = 0x4300_0000;
+/// Where the hypervisor enters the host (the board's `HOST_ENTRY`).
+pub const HOST_ADDRESS: u64 = Board::HOST_ENTRY as u64;
+/// Where QEMU loads the guest image into host memory (the board's `GUEST_IMAGE`).
+pub const GUEST_IMAGE_ADDRESS: u64 = Board::GUEST_IMAGE.base as u64;
 
 /// The root of the workspace (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {

@@ -1,19 +1,30 @@
 //! Runs images in QEMU's `virt` board the way the firmware expects it (BRIEF §8):
 //! `-M virt,secure=on,virtualization=on,gic-version=3 -cpu max[,midr=..] -smp N -m 1G -nographic
-//! -nic none -semihosting -no-reboot -bios monitor.bin`, the Non-secure payload loaded at
-//! `0x4020_0000` with `-device loader`, an optional test-parameter block at `0x401F_F000`, a timeout,
-//! and the serial log (UART0, which the monitor and every payload print to) kept in a file under
-//! `target/qemu-logs/`.
+//! -nic none -semihosting -no-reboot -bios monitor.bin`, the Non-secure payload loaded at the board's
+//! Non-secure entry with `-device loader`, an optional test-parameter block, a timeout, and the serial
+//! log (UART0, which the monitor and every payload print to) kept in a file under
+//! `target/qemu-logs/`. Every address comes from [`Board`] (`board::QemuVirt`), the crate the
+//! firmware reads.
 
+use board::Platform;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where the payload is loaded and entered (`platform_qemu::memory_map::NON_SECURE_ENTRY`).
-pub const PAYLOAD_ADDRESS: u64 = 0x4020_0000;
-/// Where test parameters are written (`platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS`).
-pub const TEST_PARAMETERS_ADDRESS: u64 = 0x401F_F000;
+/// The board the firmware is built for (`type Board` of the monitor and the hypervisor).
+pub type Board = board::QemuVirt;
+/// QEMU's `-M` value for [`Board`].
+pub const MACHINE: &str = Board::QEMU_MACHINE;
+/// Where the payload is loaded and entered (the board's Non-secure entry). `usize` to `u64` is
+/// lossless on every host xtask runs on (64-bit).
+pub const PAYLOAD_ADDRESS: u64 = Board::NON_SECURE_ENTRY as u64;
+/// Where test parameters are written.
+pub const TEST_PARAMETERS_ADDRESS: u64 = Board::TEST_PARAMETERS_ADDRESS as u64;
+/// Start of DRAM.
+pub const DRAM_BASE: u64 = Board::DRAM_BASE as u64;
+/// DRAM a run has unless its extra arguments choose their own size (`-m 1G`).
+pub const DEFAULT_DRAM_SIZE: u64 = 1 << 30;
 
 /// One QEMU run.
 #[derive(Clone, Debug)]
@@ -52,18 +63,13 @@ pub struct Outcome {
 impl Run {
     /// The QEMU command line.
     pub fn arguments(&self) -> Vec<String> {
-        // 1 GiB of DRAM unless the extra arguments choose their own size.
-        let memory = if self.extra.iter().any(|argument| argument == "-m") {
-            None
-        } else {
-            Some(["-m", "1G"])
-        };
-        let mut arguments: Vec<String> = ["-M", "virt,secure=on,virtualization=on,gic-version=3"]
-            .into_iter()
-            .chain(memory.into_iter().flatten())
-            .chain(["-nographic", "-nic", "none", "-semihosting", "-no-reboot"])
-            .map(str::to_string)
-            .collect();
+        let mut arguments: Vec<String> = vec!["-M".into(), MACHINE.into()];
+        // DEFAULT_DRAM_SIZE unless the extra arguments choose their own size.
+        if !self.extra.iter().any(|argument| argument == "-m") {
+            arguments.extend(["-m".into(), format!("{}M", DEFAULT_DRAM_SIZE >> 20)]);
+        }
+        arguments
+            .extend(["-nographic", "-nic", "none", "-semihosting", "-no-reboot"].map(String::from));
         arguments.extend([
             "-cpu".into(),
             self.cpu.clone(),

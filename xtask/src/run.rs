@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-/// End of DRAM as `qemu::Run` configures it (`-m 1G` from 0x4000_0000).
-const DRAM_END: u64 = 0x8000_0000;
+/// End of DRAM as `qemu::Run` configures it.
+const DRAM_END: u64 = qemu::DRAM_BASE + qemu::DEFAULT_DRAM_SIZE;
 /// The kernel command line when `--append` is not given.
 const DEFAULT_BOOTARGS: &str = "console=ttyAMA0";
 
@@ -31,7 +31,7 @@ pub struct RunArgs {
     /// The arm64 kernel `Image` (uncompressed; e.g. `.cache/linux/Image` after `cargo xtask fetch-linux`).
     #[arg(long)]
     kernel: PathBuf,
-    /// An initramfs (cpio, optionally compressed as the kernel supports), loaded at 0x4800_0000.
+    /// An initramfs (cpio, optionally compressed as the kernel supports), loaded at the board's `INITRD_ADDRESS`.
     #[arg(long)]
     initrd: Option<PathBuf>,
     /// The kernel command line.

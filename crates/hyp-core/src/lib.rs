@@ -6,6 +6,7 @@
 //! | module | owns |
 //! |---|---|
 //! | [`Hypervisor`] (this file) | protected VMs and their vCPUs, the host hypercall table, guest exits |
+//! | [`boot`] | what the host may map on the board, and the protected-mode decision (erratum 4193714) |
 //! | [`devices`] | which devices the host may reach (the allowlist read from the device tree) |
 //! | [`errors`] | ownership refusals → host-visible [`HypercallError`] codes |
 //! | [`gic`] | the emulated redistributor control page (LPIs not offered), MMIO access decoding |
@@ -22,6 +23,7 @@
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod devices;
 pub mod errors;
 pub mod gic;

@@ -97,7 +97,7 @@ fn read_parameters() -> Option<Parameters> {
 extern "C" fn payload_main(device_tree: u64) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off) and the console is its only user in
     // this image.
-    unsafe { platform_qemu::console::init() };
+    unsafe { platform_qemu::console::init(platform_qemu::memory_map::CONSOLE) };
     println!("payload: EL2 test payload on CPU 0, device tree at {device_tree:#x}");
     let Some(parameters) = read_parameters() else {
         println!("payload: no valid test parameters");

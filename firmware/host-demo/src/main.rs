@@ -115,7 +115,7 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     mmu::enable();
     // SAFETY: UART0 is device memory the hypervisor maps on demand; this image's console is its only
     // user here.
-    unsafe { platform_qemu::console::init() };
+    unsafe { platform_qemu::console::init(platform_qemu::memory_map::CONSOLE) };
     println!(
         "host: demo host at EL{} on CPU 0, device tree at {device_tree:#x}",
         (read_sysreg!("CurrentEL") >> 2) & 3

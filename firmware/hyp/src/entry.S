@@ -20,7 +20,7 @@
     ldr     x9, ={SCTLR_EL2_RESET}
     msr     sctlr_el2, x9
     isb
-    cpu_index_or_park \index, x9, x10, {MAX_CPUS}, hyp_park
+    cpu_index_or_park \index, x9, x10, {MAX_CPUS}, {CLUSTER_SHIFT}, hyp_park
     set_stack_top \index, {STACK_SIZE}, x9, x10
     adr     x9, hyp_vectors
     msr     vbar_el2, x9

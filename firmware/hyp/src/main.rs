@@ -38,22 +38,39 @@ mod sysreg;
 mod traps;
 mod world_switch;
 
+use board::Platform;
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
+use hyp_core::boot::{ProtectedModeDecision, host_memory_layout};
 use hyp_core::devices::HostDeviceMap;
 use hyp_core::{Hypervisor, MetadataPools};
-use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect, MemoryLayout};
+use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect};
 use platform::HypPlatform;
-use platform_qemu::hypervisor_map::{HOST_ENTRY, HYPERVISOR_BASE, HYPERVISOR_SIZE};
-use platform_qemu::memory_map::{DRAM_BASE, MAX_CPUS};
 use platform_qemu::println;
 use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
 use sysreg::{isb, read_sysreg, write_sysreg};
+
+/// The board this hypervisor is built for: adding a board means implementing `board::Platform` for
+/// it and naming it here.
+pub type Board = board::QemuVirt;
+// The board's map must be consistent (the hypervisor at the Non-secure entry, Secure memory and the
+// SMMU forbidden to the host, ...) before the hypervisor is built for it.
+const _: () = assert!(board::check::<Board>().is_ok());
+/// Most CPUs of [`Board`]: the length of every per-CPU array.
+pub const MAX_CPUS: usize = Board::MAX_CPUS;
+/// Start of the hypervisor's memory: its entry point.
+const HYPERVISOR_BASE: usize = Board::HYPERVISOR.base;
+/// Size of the hypervisor's memory.
+const HYPERVISOR_SIZE: usize = Board::HYPERVISOR.size;
+/// Where the host is entered at EL1.
+const HOST_ENTRY: usize = Board::HOST_ENTRY;
+/// Start of DRAM.
+const DRAM_BASE: usize = Board::DRAM_BASE;
 
 /// Size of each CPU's EL2 stack (must match `.stacks` in `hyp.ld`).
 const STACK_SIZE: usize = 0x1_0000;
@@ -63,6 +80,7 @@ global_asm!(
     platform_qemu::asm_macros!(),
     include_str!("entry.S"),
     MAX_CPUS = const MAX_CPUS,
+    CLUSTER_SHIFT = const Board::CPU_NUMBERING.cluster_shift,
     STACK_SIZE = const STACK_SIZE,
     SCTLR_EL2_RESET = const mmu::SCTLR_EL2_RESET,
 );
@@ -161,16 +179,6 @@ const HOST_TABLE_PAGES: usize = 1024;
 static HOST_TABLES: BootMemory<[TablePage; HOST_TABLE_PAGES]> =
     BootMemory::new([const { TablePage::ZEROED }; HOST_TABLE_PAGES]);
 
-/// Physical ranges the host may never map: Secure flash, the Secure UART, the SMMUv3 (the
-/// hypervisor's), the Secure GPIO, Secure RAM.
-static FORBIDDEN: [Range<u64>; 5] = [
-    0x0000_0000..0x0400_0000,
-    0x0904_0000..0x0905_0000,
-    smmu::QEMU_SMMU,
-    0x090B_0000..0x090C_0000,
-    0x0E00_0000..0x0F00_0000,
-];
-
 /// Builds VM table pools over pages the host donated (the hypervisor identity-maps all DRAM).
 pub struct DonatedPools;
 
@@ -227,7 +235,7 @@ const MAX_DRAM: u64 = 64 << 30;
 fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::MemoryRange>) {
     let fallback = DRAM_BASE as u64..DRAM_BASE as u64 + (1 << 30);
     // The tree may grow into the free space below the parameter block.
-    let room = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS - DRAM_BASE;
+    let room = Board::TEST_PARAMETERS_ADDRESS - DRAM_BASE;
     // SAFETY: QEMU put the device tree at the start of DRAM; the range up to the parameter block is
     // host memory nobody else uses during boot, and the host only starts after this.
     let buffer = unsafe { core::slice::from_raw_parts_mut(address as *mut u8, room) };
@@ -295,48 +303,40 @@ fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
 static BOOT_CPU_AFFECTED: AtomicBool = AtomicBool::new(false);
 
-/// Whether this CPU has erratum 4193714 (its MIDR, REVIDR and SME support).
-fn this_cpu_affected() -> bool {
-    let identity = CpuIdentity {
+/// This CPU's identity as the errata see it (its MIDR, REVIDR and SME support).
+fn this_cpu() -> CpuIdentity {
+    CpuIdentity {
         midr: Midr::from_register(read_sysreg!("midr_el1")),
         revidr: read_sysreg!("revidr_el1"),
         id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
-    };
-    SmeDvmSyncEarlyAck::applies_to(&identity)
+    }
 }
 
-/// Decides protected mode (BRIEF §3): on a CPU affected by erratum 4193714 the firmware call must
-/// answer 0; an unaffected system never makes it.
+/// Whether this CPU has erratum 4193714.
+fn this_cpu_affected() -> bool {
+    SmeDvmSyncEarlyAck::applies_to(&this_cpu())
+}
+
+/// Decides protected mode (BRIEF §3) with [`hyp_core::boot::decide_protected_mode`]: on a CPU
+/// affected by erratum 4193714 the firmware call must answer 0; an unaffected system never makes it.
 fn decide_protected_mode() -> (ErratumMitigation, abi::hypercall::ProtectedModeStatus) {
-    use abi::hypercall::ProtectedModeStatus;
-    let affected = this_cpu_affected();
-    BOOT_CPU_AFFECTED.store(affected, Ordering::Relaxed);
-    if !affected {
-        println!(
+    let decision = hyp_core::boot::decide_protected_mode(&this_cpu(), firmware::dvm_sync);
+    BOOT_CPU_AFFECTED.store(
+        decision != ProtectedModeDecision::NotAffected,
+        Ordering::Relaxed,
+    );
+    match decision {
+        ProtectedModeDecision::NotAffected => println!(
             "hyp: protected mode on; erratum 4193714 does not affect this CPU: no firmware call needed"
-        );
-        return (ErratumMitigation::NotNeeded, ProtectedModeStatus::Enabled);
-    }
-    let answer = firmware::dvm_sync();
-    if answer == 0 {
-        println!(
+        ),
+        ProtectedModeDecision::Mitigated => println!(
             "hyp: protected mode on; erratum 4193714 mitigated by the firmware DVMSync call (SMC 0x81000010)"
-        );
-        (
-            ErratumMitigation::FirmwareDvmSync,
-            ProtectedModeStatus::Enabled,
-        )
-    } else {
-        println!(
+        ),
+        ProtectedModeDecision::FirmwareMissing { answer } => println!(
             "hyp: erratum 4193714: this CPU needs the firmware's DVMSync workaround (SMC 0x81000010) but the firmware answered {answer}: missing firmware support, protected mode refused, host runs unprotected"
-        );
-        (
-            ErratumMitigation::FirmwareDvmSync,
-            ProtectedModeStatus::ErratumFirmwareMissing {
-                firmware_result: answer as u64,
-            },
-        )
+        ),
     }
+    (decision.mitigation(), decision.status())
 }
 
 /// CPU 0, from `hyp_entry`: MMU off, stack and vectors set, `.bss` clear.
@@ -344,7 +344,7 @@ fn decide_protected_mode() -> (ErratumMitigation, abi::hypercall::ProtectedModeS
 extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off now, device-mapped later) and this
     // image's console is its only user here.
-    unsafe { platform_qemu::console::init() };
+    unsafe { platform_qemu::console::init(Board::UART) };
     println!("hyp: protected hypervisor of pkvm-rs on CPU {cpu}, device tree at {device_tree:#x}");
     // A first map covering the image and the device tree, to read the tree with caches on; then the
     // map of all DRAM the tree describes.
@@ -362,14 +362,10 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     let Some(devices) = host_devices() else {
         panic!("the device allowlist was not built");
     };
-    let layout = MemoryLayout {
-        dram: dram.clone(),
-        hypervisor: HYPERVISOR_BASE as u64..(HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64,
-        forbidden: &FORBIDDEN,
-        // Only the allowlisted devices: everything else (devices that write memory, unknown ones,
-        // addresses where nothing is) takes an external abort.
-        devices: devices.host_ranges(),
-    };
+    // Only the allowlisted devices: everything else (devices that write memory, unknown ones,
+    // addresses where nothing is) takes an external abort; never the board's forbidden ranges or the
+    // hypervisor's memory.
+    let layout = host_memory_layout::<Board>(dram.clone(), devices.host_ranges());
     let Some(host_tables) = HOST_TABLES.take() else {
         panic!("the boot memory was already taken");
     };
@@ -491,7 +487,7 @@ fn cpu_init(cpu: usize) {
 extern "C" fn hyp_exception_at_el2(syndrome: u64, address: u64, fault_address: u64) -> ! {
     println!(
         "hyp: exception at EL2 on CPU {}: ESR_EL2 {syndrome:#x} ELR_EL2 {address:#x} FAR_EL2 {fault_address:#x}",
-        platform_qemu::cpu::current_index()
+        platform_qemu::cpu::current_index::<Board>()
     );
     platform_qemu::semihosting::exit(102)
 }
@@ -500,7 +496,7 @@ extern "C" fn hyp_exception_at_el2(syndrome: u64, address: u64, fault_address: u
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!(
         "hyp: PANIC on CPU {}: {info}",
-        platform_qemu::cpu::current_index()
+        platform_qemu::cpu::current_index::<Board>()
     );
     platform_qemu::semihosting::exit(101)
 }

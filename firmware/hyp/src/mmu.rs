@@ -4,7 +4,7 @@
 //!
 //! | range | mapping |
 //! |---|---|
-//! | GIC, UART0 | device, execute-never |
+//! | the board's device window (GIC, UART0) | device, execute-never |
 //! | hypervisor code | normal, read-only, executable |
 //! | hypervisor read-only data | normal, read-only, execute-never |
 //! | the rest of DRAM (as the device tree describes it) | normal, read-write, execute-never |
@@ -12,14 +12,14 @@
 //! The hypervisor maps all of DRAM because it must be able to read and zero any page; which pages it
 //! may touch is recorded by `mem_protect::HypervisorPages`.
 
+use crate::Board;
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El2, MemoryRegion};
+use board::Platform;
 use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use platform_qemu::hypervisor_map::{HYPERVISOR_BASE, HYPERVISOR_SIZE};
 use platform_qemu::identity_map::{self, ImageLayout};
-use platform_qemu::memory_map::{DRAM_BASE, GICD_BASE};
 
 /// Root of the EL2 tables in use (0 before CPU 0 built them).
 static ROOT: AtomicUsize = AtomicUsize::new(0);
@@ -47,11 +47,16 @@ pub fn build_tables(dram: Range<u64>) {
     // At least the hypervisor's whole reserved region (stacks, heap) after its read-only data.
     let writable_end = usize::try_from(dram.end)
         .unwrap_or(usize::MAX)
-        .max(HYPERVISOR_BASE + HYPERVISOR_SIZE);
+        .max(Board::HYPERVISOR.end());
+    let devices = Board::DEVICES;
     let regions = [
-        (GICD_BASE, 0x0A00_0000, BASE | DEVICE | El23Attributes::XN),
         (
-            DRAM_BASE,
+            devices.base,
+            devices.end(),
+            BASE | DEVICE | El23Attributes::XN,
+        ),
+        (
+            Board::DRAM_BASE,
             image.image_start,
             BASE | NORMAL | El23Attributes::XN,
         ),

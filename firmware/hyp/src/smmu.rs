@@ -4,13 +4,15 @@
 //! (`smmu` crate), which follows the ownership rules through [`revoke`] and [`grant`] (called by
 //! `platform::HypPlatform`).
 //!
-//! No fallback address: on a `virt` machine without `iommu=smmuv3` nothing answers at 0x0905_0000 and
+//! No fallback address: on a `virt` machine without `iommu=smmuv3` nothing answers at the board's
+//! SMMU address and
 //! a probe would take an external abort at EL2. Without an SMMU, [`owns_pcie_dma`] stays false and the
 //! host must not be given the PCIe bus.
 //!
 //! Lock order: the hypervisor's lock, then this one.
 
-use crate::BootMemory;
+use crate::{Board, BootMemory};
+use board::Platform;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
 use mem_protect::DeviceAccessError;
@@ -19,9 +21,13 @@ use smmu::{DeviceAccess, Smmu, SmmuError, SmmuMemory};
 use spin::Once;
 use spin::mutex::SpinMutex;
 
-/// Where QEMU `virt` puts the SMMUv3 (`-M virt,iommu=smmuv3`): the only place the hypervisor accepts
-/// one, because this range is forbidden to the host (`FORBIDDEN` in `main.rs`).
-pub const QEMU_SMMU: Range<u64> = 0x0905_0000..0x0907_0000;
+/// Where the board puts its SMMUv3 (QEMU `virt`: `-M virt,iommu=smmuv3`): the only place the
+/// hypervisor accepts one, because `board::check` keeps this range forbidden to the host. Empty when
+/// the board has none.
+const BOARD_SMMU: Range<u64> = match Board::SMMU {
+    Some(region) => region.range(),
+    None => 0..0,
+};
 
 /// IO page-table pages: enough to split 255 blocks of 2 MiB (510 MiB donated page by page).
 const TABLE_PAGES: usize = 256;
@@ -45,7 +51,7 @@ impl HypDevice {
     fn register(&self, offset: usize) -> u64 {
         let offset = offset as u64;
         assert!(
-            offset < QEMU_SMMU.end - QEMU_SMMU.start,
+            offset < BOARD_SMMU.end - BOARD_SMMU.start,
             "SMMU register {offset:#x}"
         );
         self.registers + offset
@@ -107,7 +113,7 @@ pub fn owns_pcie_dma() -> bool {
 /// Takes the SMMU at `registers` (from the device tree) with an IO page table mapping `host_memory`.
 /// Called once, by CPU 0, before the host runs.
 pub fn take_ownership(registers: device_tree::MemoryRange, host_memory: &[Range<u64>]) {
-    if registers.base != QEMU_SMMU.start || registers.size > QEMU_SMMU.end - QEMU_SMMU.start {
+    if registers.base != BOARD_SMMU.start || registers.size > BOARD_SMMU.end - BOARD_SMMU.start {
         println!(
             "hyp: smmu: an SMMUv3 at {:#x} (size {:#x}) is not where the host is kept away from it; not used",
             registers.base, registers.size

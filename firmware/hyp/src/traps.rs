@@ -4,9 +4,10 @@
 
 use crate::firmware::{self, Registers};
 use crate::sysreg::{read_sysreg, write_sysreg};
-use crate::{HOST_ENTRIES, hypervisor, platform, world_switch};
+use crate::{Board, HOST_ENTRIES, hypervisor, platform, world_switch};
 use abi::hypercall::{self, HostHypercall, HypercallError, HypercallOutput};
 use abi::smccc::{ARGUMENT_REGISTERS, FunctionId, ReturnCode};
+use board::Platform;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::HostCallOutcome;
 use hyp_core::gic::{ControlPageAction, MmioAccess, control_page_access};
@@ -135,8 +136,8 @@ fn host_smc(frame: &mut TrapFrame) {
             context_id,
             ..
         } => {
-            let target = platform_qemu::cpu::index_from_mpidr(target_cpu)
-                .filter(|_| target_cpu & !platform_qemu::cpu::MPIDR_AFFINITY_MASK == 0);
+            let target = Board::cpu_index(target_cpu)
+                .filter(|_| target_cpu & !board::MPIDR_AFFINITY_MASK == 0);
             frame.registers[0] = match target {
                 // The monitor gives the exact error for a CPU that does not exist.
                 None => forward(frame),
@@ -149,7 +150,7 @@ fn host_smc(frame: &mut TrapFrame) {
             context_id,
             ..
         } => {
-            let cpu = platform_qemu::cpu::current_index();
+            let cpu = platform_qemu::cpu::current_index::<Board>();
             frame.registers[0] = if hypervisor().lock().host_entry_allowed(entry_point) {
                 *HOST_ENTRIES[cpu].lock() = Some((entry_point, context_id));
                 let mut registers: Registers = [0; 18];

@@ -8,7 +8,7 @@
 
 /* Index of this CPU, or park it: see `cpu_index_or_park` in platform_qemu::asm_macros!. */
 .macro monitor_cpu_index reg, scratch1, scratch2
-    cpu_index_or_park \reg, \scratch1, \scratch2, {MAX_CPUS}, monitor_park
+    cpu_index_or_park \reg, \scratch1, \scratch2, {MAX_CPUS}, {CLUSTER_SHIFT}, monitor_park
 .endm
 
 /*

@@ -7,12 +7,13 @@
 //! crate's versions are out-of-line calls that convert through enums, and these run once per call
 //! on the caller and once per interrupted CPU.
 
+use crate::{Board, MAX_CPUS};
 use arm_gic::gicv3::registers::{Gicd, GicrSgi};
 use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SecureIntGroup};
 use arm_gic::{IntId, UniqueMmioPointer};
+use board::{MPIDR_AFFINITY_MASK, Platform};
 use core::ptr::NonNull;
-use platform_qemu::cpu::{MPIDR_AFFINITY_MASK, current_mpidr, mpidr_from_index};
-use platform_qemu::memory_map::{GICD_BASE, GICR_BASE, GICR_STRIDE, MAX_CPUS};
+use platform_qemu::cpu::current_mpidr;
 use spin::mutex::SpinMutex;
 
 /// The number of the SGI the erratum rendezvous sends (8: Linux uses 0 to 7 for its IPIs); SGI `n`
@@ -22,6 +23,12 @@ const RENDEZVOUS_SGI_NUMBER: u32 = 8;
 pub const RENDEZVOUS_SGI: IntId = IntId::sgi(RENDEZVOUS_SGI_NUMBER);
 /// Priority of the rendezvous SGI: the highest, beyond what the Non-secure world can mask with PMR.
 const RENDEZVOUS_PRIORITY: u8 = 0x00;
+/// The board's distributor.
+const GICD_BASE: usize = Board::GIC.distributor;
+/// The board's first redistributor.
+const GICR_BASE: usize = Board::GIC.redistributors;
+/// Distance between two CPUs' redistributors.
+const GICR_STRIDE: usize = Board::GIC.redistributor_stride;
 /// GICR_TYPER.Last: this is the last redistributor of the region.
 const GICR_TYPER_LAST: u64 = 1 << 4;
 
@@ -109,8 +116,11 @@ pub fn init_cpu(cpu: usize) {
     GicCpuInterface::enable_group1_non_secure(true);
 }
 
-/// CPUs per `ICC_SGI0R_EL1` target list: one Aff1 cluster (Aff0 0 to 15).
-const CPUS_PER_TARGET_LIST: usize = 16;
+/// CPUs per `ICC_SGI0R_EL1` target list: one Aff1 cluster of the board (`board::check` keeps it at
+/// most 16, the width of the target list).
+const CPUS_PER_TARGET_LIST: usize = Board::CPU_NUMBERING.cpus_per_cluster();
+/// The target-list bits of one cluster.
+const TARGET_LIST_MASK: u64 = (1 << CPUS_PER_TARGET_LIST) - 1;
 /// `ICC_SGI0R_EL1.INTID` (bits 27:24) for [`RENDEZVOUS_SGI`].
 const SGIR_RENDEZVOUS_INTID: u64 = (RENDEZVOUS_SGI_NUMBER as u64) << 24;
 /// Shift of `ICC_SGI0R_EL1.Aff1`.
@@ -121,9 +131,10 @@ const FIRST_SPECIAL_INTID: u32 = 1020;
 const INTID_MASK: u64 = 0xFF_FFFF;
 
 /// Sends the rendezvous SGI to the CPUs of a bitmap of dense indices (bit `i % 64` of word `i / 64`
-/// is CPU `i`): one `ICC_SGI0R_EL1` write per cluster of 16 CPUs that has a target, taken straight
-/// from the bitmap. The dense index is `Aff1 * 16 + Aff0` on this platform (`platform_qemu::cpu`),
-/// so bits `16 k .. 16 k + 15` are exactly the target list of cluster `Aff1 = k`.
+/// is CPU `i`): one `ICC_SGI0R_EL1` write per cluster that has a target, taken straight from the
+/// bitmap. The dense index is `Aff1 * n + Aff0` with `n` CPUs per cluster (the board's
+/// `ClusterNumbering`, a power of two up to 16), so bits `n k .. n k + n - 1` are exactly the target
+/// list of cluster `Aff1 = k`.
 ///
 /// Written against the register rather than with `arm_gic`'s `send_sgi` (an out-of-line call that
 /// rebuilds the value from an enum per cluster): this runs on every erratum call, and a caller's
@@ -134,10 +145,10 @@ pub fn send_rendezvous_sgi(targets: &[u64]) {
         while remaining != 0 {
             let bit = remaining.trailing_zeros() as usize;
             let chunk = bit / CPUS_PER_TARGET_LIST * CPUS_PER_TARGET_LIST;
-            let target_list = (remaining >> chunk) & 0xFFFF;
-            remaining &= !(0xFFFF << chunk);
+            let target_list = (remaining >> chunk) & TARGET_LIST_MASK;
+            remaining &= !(TARGET_LIST_MASK << chunk);
             let first_cpu = word_index * 64 + chunk;
-            let cluster = (mpidr_from_index(first_cpu) >> 8) & 0xFF;
+            let cluster = (Board::cpu_mpidr(first_cpu) >> 8) & 0xFF;
             let sgir = SGIR_RENDEZVOUS_INTID | (cluster << SGIR_AFF1_SHIFT) | target_list;
             // SAFETY: writing ICC_SGI0R_EL1 at EL3 (system-register interface enabled by `init_cpu`)
             // only raises Group 0 SGI 8 at the listed CPUs of cluster `cluster`; Aff2, Aff3 and IRM

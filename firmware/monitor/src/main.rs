@@ -1,4 +1,5 @@
-//! The EL3 monitor of pkvm-rs for QEMU's `virt` board.
+//! The EL3 monitor of pkvm-rs. The board is [`Board`] (QEMU's `virt`): every address, the GIC layout
+//! and the CPU numbering come from its `board::Platform` implementation.
 //!
 //! Boot flow (see `firmware/README.md` for the picture and the memory map):
 //!
@@ -14,7 +15,7 @@
 //!    [`services::dispatch`], Group 0 interrupts (the rendezvous SGI) to [`services::cpu::handle_fiq`].
 //!
 //! Concurrency: the monitor runs with every exception masked; shared state is either atomics or behind
-//! spin locks, per-CPU state is indexed by the CPU's dense index ([`platform_qemu::cpu`]).
+//! spin locks, per-CPU state is indexed by the CPU's dense index (`board::Platform::cpu_index`).
 #![no_std]
 #![no_main]
 
@@ -29,10 +30,21 @@ mod mmu;
 mod power;
 mod services;
 
+use board::Platform;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform_qemu::memory_map::{DEVICE_TREE_ADDRESS, MAX_CPUS, NON_SECURE_ENTRY};
 use platform_qemu::println;
+
+/// The board this monitor is built for: adding a board means implementing `board::Platform` for it
+/// and naming it here.
+pub type Board = board::QemuVirt;
+// The board's map must be consistent (the hypervisor at the Non-secure entry, Secure memory
+// forbidden to the host, ...) before the monitor is built for it.
+const _: () = assert!(board::check::<Board>().is_ok());
+/// Most CPUs of [`Board`]: the length of every per-CPU array.
+pub const MAX_CPUS: usize = Board::MAX_CPUS;
+/// Where the Non-secure payload is entered at EL2.
+const NON_SECURE_ENTRY: usize = Board::NON_SECURE_ENTRY;
 
 /// Size of each CPU's EL3 stack (must match the `.stacks` section of `monitor.ld`).
 pub const STACK_SIZE: usize = 0x4000;
@@ -47,6 +59,7 @@ global_asm!(
     include_str!("entry.S"),
     include_str!("exceptions.S"),
     MAX_CPUS = const MAX_CPUS,
+    CLUSTER_SHIFT = const Board::CPU_NUMBERING.cluster_shift,
     STACK_SIZE = const STACK_SIZE,
     RELEASE_MAGIC = const RELEASE_MAGIC,
     SCTLR_EL3_BOOT = const SCTLR_EL3_BOOT,
@@ -71,7 +84,7 @@ const SPSR_EL2H_MASKED: u64 = 0b1001 | (0b1111 << 6);
 extern "C" fn primary_main(cpu: usize) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off, later identity-mapped as device
     // memory) and only the console uses it.
-    unsafe { platform_qemu::console::init() };
+    unsafe { platform_qemu::console::init(Board::UART) };
     println!("monitor: EL3 firmware of pkvm-rs, CPU {cpu} booting");
     mmu::build_tables();
     mmu::enable();
@@ -86,7 +99,7 @@ extern "C" fn primary_main(cpu: usize) -> ! {
     println!(
         "monitor: {cpu_count} CPUs; entering the Non-secure payload at {NON_SECURE_ENTRY:#x} (EL2)"
     );
-    let device_tree = DEVICE_TREE_ADDRESS as u64;
+    let device_tree = Board::DEVICE_TREE.base as u64;
     // SAFETY: the payload entry is Non-secure DRAM; the EL3 state for it was set up above.
     unsafe { enter_non_secure(NON_SECURE_ENTRY as u64, device_tree, SPSR_EL2H_MASKED) }
 }

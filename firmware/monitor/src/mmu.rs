@@ -4,19 +4,20 @@
 //!
 //! | range                        | mapping                                                     |
 //! |------------------------------|-------------------------------------------------------------|
-//! | GIC, UARTs, Secure GPIO      | device, execute-never                                       |
+//! | the board's device window    | device, execute-never (GIC, UARTs, Secure GPIO)             |
 //! | monitor code                 | Secure normal memory, read-only, executable                 |
 //! | monitor read-only data       | Secure normal memory, read-only, execute-never              |
 //! | rest of Secure RAM           | Secure normal memory, read-write, execute-never             |
-//! | DRAM (3 GiB window)          | Non-secure normal memory, read-write, execute-never         |
+//! | the board's DRAM window      | Non-secure normal memory, read-write, execute-never         |
 //!
 //! Secure flash is not mapped: only the reset code runs there, with the MMU off.
 
+use crate::Board;
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{El3, MemoryRegion};
+use board::Platform;
 use platform_qemu::identity_map::{self, ImageLayout};
-use platform_qemu::memory_map::{DRAM_BASE, GICD_BASE, SECURE_RAM_BASE, SECURE_RAM_SIZE};
 use spin::Once;
 
 /// Root of the EL3 tables, once built.
@@ -37,9 +38,15 @@ const BASE: El23Attributes = El23Attributes::VALID
 pub fn build_tables() {
     ROOT.call_once(|| {
         let image = ImageLayout::of_this_image();
-        let secure_ram_end = SECURE_RAM_BASE + SECURE_RAM_SIZE;
+        let secure_ram_end = Board::SECURE_RAM.end();
+        let devices = Board::DEVICES;
+        let dram = Board::MONITOR_DRAM_WINDOW;
         let regions = [
-            (GICD_BASE, 0x0A00_0000, BASE | DEVICE | El23Attributes::XN),
+            (
+                devices.base,
+                devices.end(),
+                BASE | DEVICE | El23Attributes::XN,
+            ),
             (
                 image.image_start,
                 image.rodata_start,
@@ -56,8 +63,8 @@ pub fn build_tables() {
                 BASE | NORMAL | El23Attributes::XN,
             ),
             (
-                DRAM_BASE,
-                0x1_0000_0000,
+                dram.base,
+                dram.end(),
                 BASE | NORMAL | El23Attributes::XN | El23Attributes::NS,
             ),
         ];

@@ -7,9 +7,9 @@
 //! rendezvous and rejoins it before it runs Non-secure code again ([`crate::services::cpu`]).
 
 use crate::services::cpu::{self as cpu_service, Leaving};
+use crate::{Board, MAX_CPUS};
+use board::{MPIDR_AFFINITY_MASK, Platform};
 use core::sync::atomic::{AtomicUsize, Ordering};
-use platform_qemu::cpu::{MPIDR_AFFINITY_MASK, index_from_mpidr};
-use platform_qemu::memory_map::{DRAM_BASE, DRAM_MAX_END, MAX_CPUS};
 use psci_state::{EntryPoint, NonSecureMemory, PowerTable, PsciError, SuspendKind};
 use spin::mutex::SpinMutex;
 
@@ -18,8 +18,8 @@ static POWER: SpinMutex<PowerTable<MAX_CPUS>> = SpinMutex::new(PowerTable::new()
 
 /// Where Non-secure entry points may lie: DRAM (the monitor's memory is Secure RAM, outside it).
 const NON_SECURE_MEMORY: NonSecureMemory = NonSecureMemory {
-    start: DRAM_BASE as u64,
-    end: DRAM_MAX_END as u64,
+    start: Board::DRAM_BASE as u64,
+    end: Board::DRAM_MAX_END as u64,
 };
 
 fn wait_for_event() {
@@ -84,7 +84,7 @@ fn target_index(mpidr: u64) -> Option<usize> {
     if mpidr & !MPIDR_AFFINITY_MASK != 0 {
         return None;
     }
-    index_from_mpidr(mpidr)
+    Board::cpu_index(mpidr)
 }
 
 /// `CPU_ON`.
@@ -142,10 +142,10 @@ pub fn cpu_suspend(cpu: usize, power_state: u32, entry: EntryPoint) -> Result<()
     }
 }
 
-/// `SYSTEM_OFF` and `SYSTEM_RESET` through the Secure GPIO.
+/// `SYSTEM_OFF` and `SYSTEM_RESET` through the board's Secure GPIO.
 pub fn board(request: platform_qemu::power::BoardRequest) -> ! {
     cpu_service::print_statistics();
     platform_qemu::println!("monitor: {request:?}");
     // SAFETY: the Secure GPIO is identity-mapped as device memory and only this function uses it.
-    unsafe { platform_qemu::power::request(request) }
+    unsafe { platform_qemu::power::request(Board::POWER, request) }
 }

@@ -7,22 +7,23 @@ use core::ptr::NonNull;
 use safe_mmio::UniqueMmioPointer;
 use spin::mutex::SpinMutex;
 
-use crate::memory_map::{UART_CLOCK_HZ, UART0_BASE};
+use board::Uart as ConsoleUart;
 
 /// The console, once [`init`] has run.
 static CONSOLE: SpinMutex<Option<Uart<'static>>> = SpinMutex::new(None);
 
-/// Sets up UART0 at 115200 8N1 and makes it the console. Calling it again only reconfigures the UART.
+/// Sets up the board's console UART (`board::Platform::UART`) at 115200 8N1 and makes it the
+/// console. Calling it again only reconfigures the UART.
 ///
 /// # Safety
 ///
-/// UART0 must be mapped (or the MMU off) at its physical address and not used by anything else in this
-/// image.
-pub unsafe fn init() {
-    let Some(registers) = NonNull::new(UART0_BASE as *mut PL011Registers) else {
+/// The UART must be mapped (or the MMU off) at its physical address and not used by anything else in
+/// this image.
+pub unsafe fn init(console: ConsoleUart) {
+    let Some(registers) = NonNull::new(console.base as *mut PL011Registers) else {
         return;
     };
-    // SAFETY: the caller guarantees that UART0 is reachable at its physical address and unaliased.
+    // SAFETY: the caller guarantees that the UART is reachable at its physical address and unaliased.
     let mut uart = Uart::new(unsafe { UniqueMmioPointer::new(registers) });
     let config = LineConfig {
         data_bits: DataBits::Bits8,
@@ -30,7 +31,7 @@ pub unsafe fn init() {
         stop_bits: StopBits::One,
     };
     // The baud rate is valid for the clock, so this cannot fail; a console is best effort anyway.
-    let _ = uart.enable(config, 115_200, UART_CLOCK_HZ);
+    let _ = uart.enable(config, 115_200, console.clock_hz);
     *CONSOLE.lock() = Some(uart);
 }
 

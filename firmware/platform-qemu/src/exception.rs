@@ -36,7 +36,7 @@ const _: () = assert!(size_of::<ExceptionFrame>() == EXCEPTION_FRAME_SIZE);
 ///
 /// | macro | what it does |
 /// |---|---|
-/// | `cpu_index_or_park reg, scratch1, scratch2, max_cpus, park` | `reg` = Aff1 * 16 + Aff0 from `MPIDR_EL1`; branches to `park` when Aff2 or Aff3 is set, Aff0 >= 16 or the index >= `max_cpus` |
+/// | `cpu_index_or_park reg, scratch1, scratch2, max_cpus, cluster_shift, park` | `reg` = (Aff1 shifted left by `cluster_shift`) + Aff0 from `MPIDR_EL1` (the board's `ClusterNumbering`); branches to `park` when Aff2 or Aff3 is set, Aff0 >= `1 << cluster_shift` or the index >= `max_cpus` |
 /// | `set_stack_top index, size, scratch1, scratch2` | `sp` = `__stacks_start` + (`index` + 1) * `size` |
 /// | `zero_bss` | zeroes `__bss_start`..`__bss_end` 8 bytes at a time (uses x1, x2, local labels 0 and 1) |
 /// | `zero_x1_to_x30` | x1 to x30 = 0, before entering a lower exception level |
@@ -56,18 +56,19 @@ macro_rules! asm_macros {
 .equ EXCEPTION_FRAME_SIZE, 0x110
 .equ CALLER_SAVED_FRAME_SIZE, 0xa0
 
-/* reg = Aff1 * 16 + Aff0; Aff2 and Aff3 must be zero, Aff0 below 16 and the index below max_cpus. */
-.macro cpu_index_or_park reg, scratch1, scratch2, max_cpus, park
+/* reg = Aff1 << cluster_shift | Aff0 (board::ClusterNumbering); Aff2 and Aff3 must be zero, Aff0
+   below 1 << cluster_shift and the index below max_cpus. */
+.macro cpu_index_or_park reg, scratch1, scratch2, max_cpus, cluster_shift, park
     mrs     \scratch1, mpidr_el1
     ubfx    \scratch2, \scratch1, #16, #8
     cbnz    \scratch2, \park
     ubfx    \scratch2, \scratch1, #32, #8
     cbnz    \scratch2, \park
     ubfx    \reg, \scratch1, #0, #8
-    cmp     \reg, #16
+    cmp     \reg, #(1 << \cluster_shift)
     b.hs    \park
     ubfx    \scratch2, \scratch1, #8, #8
-    add     \reg, \reg, \scratch2, lsl #4
+    add     \reg, \reg, \scratch2, lsl #\cluster_shift
     cmp     \reg, #\max_cpus
     b.hs    \park
 .endm

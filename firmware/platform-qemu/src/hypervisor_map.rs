@@ -1,5 +1,6 @@
 //! Where the protected hypervisor, the host demo and the guest image live in DRAM (issue 4), in one
-//! place for the three images (`cargo xtask demo` repeats the load addresses on QEMU's command line).
+//! place for the three images. The physical addresses are [`board::QemuVirt`]'s (`cargo xtask` reads
+//! the same crate for QEMU's command line).
 //!
 //! ```text
 //! 0x4000_0000  device tree (QEMU)                         host memory
@@ -12,17 +13,19 @@
 //! 0x4400_0000  memory the host demo gives away            metadata pages, then guest memory
 //! ```
 
+use board::{Platform, QemuVirt};
+
 /// Start of the hypervisor's memory: its entry point (the monitor's Non-secure entry).
-pub const HYPERVISOR_BASE: usize = crate::memory_map::NON_SECURE_ENTRY;
+pub const HYPERVISOR_BASE: usize = QemuVirt::HYPERVISOR.base;
 /// Size of the hypervisor's memory (image, stacks, heap, table pools).
-pub const HYPERVISOR_SIZE: usize = 32 << 20;
+pub const HYPERVISOR_SIZE: usize = QemuVirt::HYPERVISOR.size;
 /// Where the hypervisor enters the host at EL1 (x0 = device tree).
-pub const HOST_ENTRY: usize = 0x4220_0000;
+pub const HOST_ENTRY: usize = QemuVirt::HOST_ENTRY;
 /// Where QEMU's loader puts the guest image (inside host memory).
-pub const GUEST_IMAGE_LOAD_ADDRESS: usize = 0x4300_0000;
+pub const GUEST_IMAGE_LOAD_ADDRESS: usize = QemuVirt::GUEST_IMAGE.base;
 /// Largest guest image the host copies.
-pub const GUEST_IMAGE_MAX_SIZE: usize = 1 << 20;
+pub const GUEST_IMAGE_MAX_SIZE: usize = QemuVirt::GUEST_IMAGE.size;
 /// Where the guest image runs in the guest's address space (its entry point, an IPA).
 pub const GUEST_ENTRY_IPA: u64 = 0x8000_0000;
 /// Start of the memory the host demo donates (metadata pages, then guest memory).
-pub const DONATION_BASE: usize = 0x4400_0000;
+pub const DONATION_BASE: usize = QemuVirt::DONATION_BASE;

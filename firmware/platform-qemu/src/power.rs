@@ -1,14 +1,11 @@
-//! Board power control through the Secure PL061 GPIO: QEMU's `virt` board powers off on a rising
-//! edge of pin 0 and resets on a rising edge of pin 1. Only the Secure state can reach it.
+//! Board power control through a Secure PL061 GPIO (`board::Platform::POWER`): QEMU's `virt` board
+//! powers off on a rising edge of pin 0 and resets on a rising edge of pin 1. Only the Secure state
+//! can reach it.
 
-use crate::memory_map::SECURE_GPIO_BASE;
+use board::GpioPower;
 
 /// PL061 direction register offset.
 const GPIODIR: usize = 0x400;
-/// GPIO pin that powers the board off.
-const POWER_OFF_PIN: usize = 0;
-/// GPIO pin that resets the board.
-const RESET_PIN: usize = 1;
 
 /// What to ask the board for.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -19,19 +16,19 @@ pub enum BoardRequest {
     Reset,
 }
 
-/// Raises the GPIO pin for `request`, then waits for the board to act.
+/// Raises the pin of `gpio` for `request`, then waits for the board to act.
 ///
 /// # Safety
 ///
 /// The Secure GPIO must be mapped as device memory at its physical address, and nothing else may be
-/// using it.
+/// using it; its pins must be below 8 (a PL061 has eight).
 #[cfg(target_arch = "aarch64")]
-pub unsafe fn request(request: BoardRequest) -> ! {
+pub unsafe fn request(gpio: GpioPower, request: BoardRequest) -> ! {
     let pin = match request {
-        BoardRequest::PowerOff => POWER_OFF_PIN,
-        BoardRequest::Reset => RESET_PIN,
+        BoardRequest::PowerOff => gpio.power_off_pin,
+        BoardRequest::Reset => gpio.reset_pin,
     };
-    let base = SECURE_GPIO_BASE as *mut u32;
+    let base = gpio.base as *mut u32;
     // The PL061 data register for a pin is at offset (1 << pin) << 2: address bits select the pins.
     let data_offset = (1usize << pin) << 2;
     // SAFETY: the caller guarantees the PL061 is mapped at `base` and unused elsewhere; both offsets

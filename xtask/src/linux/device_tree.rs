@@ -8,14 +8,16 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use super::cache_dir;
+use crate::qemu::Board;
+use board::Platform;
 
 /// Where the Linux boot places things in DRAM when the monitor enters the kernel: QEMU puts the
 /// device tree at the start of DRAM (the monitor may grow it up to the kernel), the kernel `Image`
 /// goes at the next 2 MiB boundary (its header has `text_offset` 0), the initramfs well after the
 /// kernel's `image_size` (27 MiB for Debian's 6.1 cloud kernel).
-pub const KERNEL_ADDRESS: u64 = 0x4020_0000;
+pub const KERNEL_ADDRESS: u64 = Board::NON_SECURE_ENTRY as u64;
 /// See [`KERNEL_ADDRESS`].
-pub const INITRD_ADDRESS: u64 = 0x4800_0000;
+pub const INITRD_ADDRESS: u64 = Board::INITRD_ADDRESS as u64;
 
 /// The device tree for booting Linux on the monitor: QEMU's own tree for exactly this machine (`qemu_args`
 /// are the arguments of the real run, `-bios` included, without `-kernel`/`-initrd`/`-append`, which
@@ -103,7 +105,7 @@ mod tests {
         fs::write(&firmware, 0x1400_0000u32.to_le_bytes()).expect("firmware");
         let args: Vec<String> = [
             "-M",
-            "virt,secure=on,virtualization=on,gic-version=3",
+            crate::qemu::MACHINE,
             "-cpu",
             "max",
             "-smp",
@@ -143,7 +145,7 @@ mod tests {
         assert_eq!(
             tree.memory(),
             Ok(device_tree::MemoryRange {
-                base: 0x4000_0000,
+                base: crate::qemu::DRAM_BASE,
                 size: 0x2000_0000
             })
         );

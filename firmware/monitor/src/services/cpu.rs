@@ -11,13 +11,13 @@
 //! `ID_AA64PFR1_EL1` with the `errata` crate, so mixed systems work.
 
 use super::{SMC_UNKNOWN, Service, SmcCall, SmcReturn};
+use crate::MAX_CPUS;
 use crate::el3::read_sysreg;
 use crate::gic;
 use abi::cpu_service::{self, CpuServiceCall};
 use abi::smccc::{FunctionId, Owner};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
-use platform_qemu::memory_map::MAX_CPUS;
 use platform_qemu::println;
 use rendezvous::{
     CpuIndex, CpuSet, Deadline, Inactivity, RendezvousPlatform, RendezvousStorage,
