@@ -3,12 +3,12 @@
 //!
 //! Boot flow (CPU 0, [`hyp_main`]): console → EL2 identity map of the image, MMU and caches on
 //! ([`mmu`]) → read DRAM and the devices from the device tree, remove the devices the host may not
-//! reach ([`hyp_core::devices`]) and reserve the hypervisor's memory there (no-map) → EL2 identity
-//! map of all DRAM → erratum 4193714
-//! check ([`decide_protected_mode`]): on an affected CPU the firmware call must answer 0, otherwise
-//! protected mode is refused and the host runs unprotected → the ownership state (`mem_protect`,
-//! host stage-2 from a static pool, filled on demand) inside [`hyp_core::Hypervisor`] → per-CPU EL2
-//! set-up ([`cpu_init`]) → the host at EL1 at [`HOST_ENTRY`].
+//! reach ([`hyp_core::devices`]) and reserve the hypervisor's memory there (no-map)
+//! ([`boot_device_tree`]) → EL2 identity map of all DRAM → erratum 4193714 check
+//! ([`hyp_core::boot`]): on an affected CPU the firmware call must answer 0, otherwise protected mode
+//! is refused and the host runs unprotected → the ownership state (`mem_protect`, host stage-2 from a
+//! pool taken once, [`boot_memory`], filled on demand) inside [`hyp_core::Hypervisor`] → per-CPU EL2
+//! set-up ([`el2_setup`]) → the host at EL1 at [`HOST_ENTRY`].
 //!
 //! Other CPUs arrive at `hyp_secondary_entry` because the hypervisor rewrites the host's `CPU_ON`
 //! (and power-down `CPU_SUSPEND`); they run [`cpu_init`] and enter the host's own entry point.
@@ -22,13 +22,17 @@
 //! CPU index; `TPIDR_EL2` points at the CPU's [`PerCpu`] block for the vectors.
 //!
 //! Known gaps: FP/SIMD/SVE/SME registers are not switched between host and guest (the guest's use of
-//! them is trapped instead, see [`world_switch`]); the erratum decision is made on the boot CPU, and a later CPU that is
-//! affected when the boot CPU was not is refused (not started) rather than mitigated.
+//! them is trapped instead, see [`world_switch`]); the erratum decision is made on the boot CPU, and a
+//! later CPU that is affected when the boot CPU was not is refused (not started) rather than
+//! mitigated.
 #![no_std]
 #![no_main]
 
 extern crate alloc;
 
+mod boot_device_tree;
+mod boot_memory;
+mod el2_setup;
 mod firmware;
 mod heap;
 mod mmu;
@@ -39,13 +43,15 @@ mod traps;
 mod world_switch;
 
 use board::Platform;
+pub use boot_device_tree::host_devices;
+use boot_device_tree::read_and_patch_device_tree;
+use boot_memory::HOST_TABLES;
 use core::arch::global_asm;
-use core::cell::UnsafeCell;
-use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use el2_setup::cpu_init;
+pub use el2_setup::{HCR_GUEST, HCR_HOST, mdcr_el2_guest, mdcr_el2_host};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
 use hyp_core::boot::{ProtectedModeDecision, host_memory_layout};
-use hyp_core::devices::HostDeviceMap;
 use hyp_core::{Hypervisor, MetadataPools};
 use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect};
 use platform::HypPlatform;
@@ -53,7 +59,7 @@ use platform_qemu::println;
 use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
-use sysreg::{isb, read_sysreg, write_sysreg};
+use sysreg::read_sysreg;
 
 /// The board this hypervisor is built for: adding a board means implementing `board::Platform` for
 /// it and naming it here.
@@ -92,36 +98,6 @@ unsafe extern "C" {
     fn hyp_secondary_entry();
 }
 
-/// `HCR_EL2` while the host runs: stage-2 on (VM), set/way invalidation upgraded (SWIO), SMCs trapped
-/// (TSC), EL1 is AArch64 (RW), pointer authentication not trapped (APK, API). Interrupts stay the
-/// host's own.
-pub const HCR_HOST: u64 = 1 | (1 << 1) | (1 << 19) | (1 << 31) | (1 << 40) | (1 << 41);
-/// `HCR_EL2` while a guest runs: as for the host, plus physical interrupts to EL2 (FMO, IMO, AMO) and
-/// TLB maintenance broadcast inner shareable (FB, BSU).
-pub const HCR_GUEST: u64 = HCR_HOST | (1 << 3) | (1 << 4) | (1 << 5) | (1 << 9) | (1 << 10);
-/// `MDCR_EL2` while the host runs: every PMU counter is the host's (`HPMN` = `PMCR_EL0.N`), and
-/// (outside the benchmark build) none counts at EL2 (`HPMD`), so the host learns nothing from the
-/// hypervisor's own execution. Debug and PMU accesses are not trapped: the host owns them.
-pub fn mdcr_el2_host() -> u64 {
-    const HPMD: u64 = 1 << 17;
-    let counters = (read_sysreg!("pmcr_el0") >> 11) & 0x1F;
-    counters | if cfg!(feature = "benchmark") { 0 } else { HPMD }
-}
-
-/// `MDCR_EL2` while a guest runs: as for the host, plus traps of every PMU (`TPM`, `TPMCR`), debug
-/// (`TDA`, `TDOSA`, `TDRA`), statistical-profiling (`TPMS`) and trace (`TTRF`) register, so the guest
-/// neither reads nor changes the host's.
-pub fn mdcr_el2_guest() -> u64 {
-    const TPMCR: u64 = 1 << 5;
-    const TPM: u64 = 1 << 6;
-    const TDA: u64 = 1 << 9;
-    const TDOSA: u64 = 1 << 10;
-    const TDRA: u64 = 1 << 11;
-    const TPMS: u64 = 1 << 14;
-    const TTRF: u64 = 1 << 19;
-    mdcr_el2_host() | TPMCR | TPM | TDA | TDOSA | TDRA | TPMS | TTRF
-}
-
 /// `SPSR_EL2` for entering the host: EL1h with D, A, I, F masked.
 const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
 
@@ -143,41 +119,6 @@ static PER_CPU: [PerCpu; MAX_CPUS] = [const {
 /// Where each CPU enters the host after the hypervisor set it up (`CPU_ON` / power-down resume).
 pub static HOST_ENTRIES: [SpinMutex<Option<(u64, u64)>>; MAX_CPUS] =
     [const { SpinMutex::new(None) }; MAX_CPUS];
-
-/// Memory handed out once, at boot, to whoever takes it first (CPU 0 building the ownership state).
-struct BootMemory<T> {
-    taken: AtomicBool,
-    cell: UnsafeCell<T>,
-}
-
-// SAFETY: the contents are reachable only through `take`, which hands out the one mutable reference
-// at most once.
-unsafe impl<T: Send> Sync for BootMemory<T> {}
-
-impl<T> BootMemory<T> {
-    const fn new(value: T) -> Self {
-        Self {
-            taken: AtomicBool::new(false),
-            cell: UnsafeCell::new(value),
-        }
-    }
-
-    /// The contents, the first time only.
-    #[allow(clippy::mut_from_ref, reason = "handed out once, guarded by `taken`")]
-    fn take(&'static self) -> Option<&'static mut T> {
-        if self.taken.swap(true, Ordering::AcqRel) {
-            return None;
-        }
-        // SAFETY: `taken` was false, so no other reference to the contents was ever handed out, and
-        // none will be: this is the only one, for the rest of the program.
-        Some(unsafe { &mut *self.cell.get() })
-    }
-}
-
-/// Table pages for the host's stage-2 (4 MiB).
-const HOST_TABLE_PAGES: usize = 1024;
-static HOST_TABLES: BootMemory<[TablePage; HOST_TABLE_PAGES]> =
-    BootMemory::new([const { TablePage::ZEROED }; HOST_TABLE_PAGES]);
 
 /// Builds VM table pools over pages the host donated (the hypervisor identity-maps all DRAM).
 pub struct DonatedPools;
@@ -215,89 +156,6 @@ pub fn host_vttbr() -> u64 {
 /// The physical address CPUs started for the host enter at.
 pub fn secondary_entry_address() -> u64 {
     hyp_secondary_entry as *const () as u64
-}
-
-/// The devices the host may reach (read from the device tree at boot).
-static HOST_DEVICES: Once<HostDeviceMap> = Once::new();
-
-/// The host's device allowlist (empty before boot).
-pub fn host_devices() -> Option<&'static HostDeviceMap> {
-    HOST_DEVICES.get()
-}
-
-/// Most DRAM the hypervisor tracks (page-state bits come from its heap: 4 MiB for 64 GiB). DRAM
-/// beyond it is left out of the host's memory, with a message.
-const MAX_DRAM: u64 = 64 << 30;
-
-/// Reads DRAM and the devices from the device tree, and hands the host a tree without the devices
-/// it withholds (the SMMUv3 among them: it returns its registers) and with the hypervisor's memory
-/// reserved (no-map).
-fn read_and_patch_device_tree(address: u64) -> (Range<u64>, Option<device_tree::MemoryRange>) {
-    let fallback = DRAM_BASE as u64..DRAM_BASE as u64 + (1 << 30);
-    // The tree may grow into the free space below the parameter block.
-    let room = Board::TEST_PARAMETERS_ADDRESS - DRAM_BASE;
-    // SAFETY: QEMU put the device tree at the start of DRAM; the range up to the parameter block is
-    // host memory nobody else uses during boot, and the host only starts after this.
-    let buffer = unsafe { core::slice::from_raw_parts_mut(address as *mut u8, room) };
-    let mut editor = match device_tree::DeviceTreeEditor::new(buffer) {
-        Ok(editor) => editor,
-        Err(error) => panic!("cannot read the device tree ({error}): no device could be checked"),
-    };
-    let mut dram = match editor.tree().memory() {
-        Ok(memory) => memory.base..memory.base + memory.size,
-        Err(error) => {
-            println!("hyp: no memory node in the device tree ({error}); assuming 1 GiB");
-            fallback
-        }
-    };
-    if dram.end - dram.start > MAX_DRAM {
-        println!(
-            "hyp: DRAM {:#x}..{:#x} is larger than the {} GiB the hypervisor tracks: the rest is not the host's",
-            dram.start,
-            dram.end,
-            MAX_DRAM >> 30
-        );
-        dram.end = dram.start + MAX_DRAM;
-    }
-    // The SMMUv3 first: when the hypervisor takes it, the PCIe root complex's DMA is translated and
-    // the root complex may be the host's.
-    let smmu = match editor.hide_smmu_v3() {
-        Ok(smmu) => smmu,
-        Err(error) => panic!("cannot hide the SMMUv3 from the host's device tree: {error}"),
-    };
-    let devices = match HostDeviceMap::from_tree(&editor.tree(), smmu.is_some()) {
-        Ok(devices) => devices,
-        Err(error) => panic!("cannot build the host's device allowlist: {error}"),
-    };
-    let mut withheld = [0; hyp_core::devices::MAX_WITHHELD_NODES];
-    for (slot, (offset, _)) in withheld.iter_mut().zip(devices.withheld()) {
-        *slot = *offset;
-    }
-    let count = devices.withheld().len();
-    match editor.remove_nodes(&mut withheld[..count]) {
-        Ok(removed) => println!(
-            "hyp: host devices: {} ranges allowed; {removed} devices withheld (DMA masters, unknown) and removed from its device tree",
-            devices.host_ranges().len()
-        ),
-        Err(error) => panic!("cannot remove the withheld devices from the device tree: {error}"),
-    }
-    HOST_DEVICES.call_once(|| devices);
-    let region = device_tree::ReservedRegion {
-        name: "pkvm-hypervisor",
-        base: HYPERVISOR_BASE as u64,
-        size: HYPERVISOR_SIZE as u64,
-    };
-    match editor.add_reserved_memory(&[region]) {
-        Ok(()) => println!(
-            "hyp: reserved {:#x}..{:#x} (no-map) in the device tree",
-            HYPERVISOR_BASE,
-            HYPERVISOR_BASE + HYPERVISOR_SIZE
-        ),
-        Err(error) => {
-            println!("hyp: cannot reserve the hypervisor's memory in the device tree: {error}")
-        }
-    }
-    (dram, smmu)
 }
 
 /// Whether the boot CPU found erratum 4193714 (every later CPU is checked against it).
@@ -432,54 +290,6 @@ extern "C" fn hyp_secondary_main(cpu: usize) -> ! {
             }
         }
     }
-}
-
-/// Extracts a 4-bit ID register field.
-fn id_field(value: u64, shift: u32) -> u64 {
-    (value >> shift) & 0xF
-}
-
-/// This CPU's EL2 controls for running the host: vectors' per-CPU block, HCR_EL2, the host's stage-2,
-/// no FP/SVE/SME traps (full vector lengths), EL1 access to the physical timer and to the GIC's system
-/// registers, and a clean EL1 for the host to start from.
-fn cpu_init(cpu: usize) {
-    let geometry = match GEOMETRY.get() {
-        Some(geometry) => *geometry,
-        None => panic!("CPU {cpu} set up before the boot CPU"),
-    };
-    let has_sve = id_field(read_sysreg!("id_aa64pfr0_el1"), 32) != 0;
-    let has_sme = id_field(read_sysreg!("id_aa64pfr1_el1"), 24) != 0;
-    write_sysreg!("tpidr_el2", &PER_CPU[cpu] as *const PerCpu as u64);
-    write_sysreg!("hcr_el2", HCR_HOST);
-    write_sysreg!("vtcr_el2", geometry.vtcr_el2());
-    write_sysreg!("vttbr_el2", host_vttbr());
-    // CPTR_EL2 (E2H = 0): RES1 bits 13, 9 and 7:0; TZ (8), TFP (10), TSM (12) clear. Bit 12 is RES1
-    // when SME is not implemented.
-    write_sysreg!("cptr_el2", if has_sme { 0x22FF } else { 0x32FF });
-    isb();
-    if has_sve {
-        // ZCR_EL2.LEN = 15: the host and guests may use the largest vector length.
-        write_sysreg!("S3_4_C1_C2_0", 15);
-    }
-    if has_sme {
-        // SMCR_EL2: FA64 and LEN = 15.
-        write_sysreg!("S3_4_C1_C2_6", (1 << 31) | 15);
-    }
-    write_sysreg!(
-        "cnthctl_el2",
-        world_switch::CNTHCTL_EL1PCTEN | world_switch::CNTHCTL_EL1PCEN
-    );
-    write_sysreg!("cntvoff_el2", 0);
-    write_sysreg!("mdcr_el2", mdcr_el2_host());
-    write_sysreg!("vpidr_el2", read_sysreg!("midr_el1"));
-    write_sysreg!("vmpidr_el2", read_sysreg!("mpidr_el1"));
-    write_sysreg!("hstr_el2", 0);
-    // ICC_SRE_EL2: system-register interface, and EL1 may use it (Enable).
-    write_sysreg!("S3_4_C12_C9_5", 0xF);
-    write_sysreg!("sctlr_el1", hyp_core::vcpu::SCTLR_EL1_RESET);
-    isb();
-    // SAFETY: invalidating this CPU's stage-1 and stage-2 TLB entries of EL1 only drops translations.
-    unsafe { core::arch::asm!("tlbi alle1", "dsb nsh", "isb", options(nostack)) };
 }
 
 /// A synchronous exception at EL2 itself: always a hypervisor bug.

@@ -11,7 +11,8 @@
 //!
 //! Lock order: the hypervisor's lock, then this one.
 
-use crate::{Board, BootMemory};
+use crate::Board;
+use crate::boot_memory::BootMemory;
 use board::Platform;
 use core::ops::Range;
 use core::sync::atomic::{AtomicBool, Ordering};
