@@ -42,6 +42,7 @@ mod sysreg;
 mod traps;
 mod world_switch;
 
+use arm_sysregs::el1::accessors::{read_id_aa64mmfr0_el1, read_id_aa64pfr1_el1, read_midr_el1};
 use board::Platform;
 pub use boot_device_tree::host_devices;
 use boot_device_tree::read_and_patch_device_tree;
@@ -59,7 +60,6 @@ use platform_qemu::println;
 use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
-use sysreg::read_sysreg;
 
 /// The board this hypervisor is built for: adding a board means implementing `board::Platform` for
 /// it and naming it here.
@@ -164,9 +164,9 @@ static BOOT_CPU_AFFECTED: AtomicBool = AtomicBool::new(false);
 /// This CPU's identity as the errata see it (its MIDR, REVIDR and SME support).
 fn this_cpu() -> CpuIdentity {
     CpuIdentity {
-        midr: Midr::from_register(read_sysreg!("midr_el1")),
-        revidr: read_sysreg!("revidr_el1"),
-        id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
+        midr: Midr::from_register(read_midr_el1().bits()),
+        revidr: sysreg::read_revidr_el1(),
+        id_aa64pfr1: read_id_aa64pfr1_el1().bits(),
     }
 }
 
@@ -212,7 +212,7 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     mmu::build_tables(dram.clone());
     mmu::enable();
     let (mitigation, status) = decide_protected_mode();
-    let geometry = match Geometry::from_id_aa64mmfr0_el1(read_sysreg!("id_aa64mmfr0_el1")) {
+    let geometry = match Geometry::from_id_aa64mmfr0_el1(read_id_aa64mmfr0_el1().bits()) {
         Ok(geometry) => geometry,
         Err(error) => panic!("unsupported physical address size: {error}"),
     };
