@@ -11,7 +11,7 @@ use arm_sysregs::el1::accessors::{
 };
 use arm_sysregs::el1::registers::{ElrEl1, EsrEl1, FarEl1, SpsrEl1};
 use arm_sysregs::el2::accessors::{read_esr_el2, read_far_el2};
-use arm_sysregs::el2::registers::EsrEl2;
+use arm_sysregs::el2::registers::{EsrEl2, SpsrEl2};
 use board::Platform;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::HostCallOutcome;
@@ -222,7 +222,8 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
         }
         ABORTS_INJECTED.fetch_add(1, Ordering::Relaxed);
     }
-    let from_el0 = frame.saved_state & 0xF == 0;
+    // M[3:0] = 0: EL0t.
+    let from_el0 = SpsrEl2::from_bits_retain(frame.saved_state).m_3_0() == 0;
     let class = match (syndrome >> EsrEl2::EC_SHIFT, from_el0) {
         (EC_INSTRUCTION_ABORT_LOWER, true) => EC_INSTRUCTION_ABORT_LOWER,
         (EC_INSTRUCTION_ABORT_LOWER, false) => EC_INSTRUCTION_ABORT_SAME,
