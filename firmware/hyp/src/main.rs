@@ -42,6 +42,9 @@ mod sysreg;
 mod traps;
 mod world_switch;
 
+use arm_sysregs::el1::accessors::{read_id_aa64mmfr0_el1, read_id_aa64pfr1_el1, read_midr_el1};
+use arm_sysregs::el2::registers::SpsrEl2;
+use arm_sysregs::types::{ExceptionLevel, StackPointer};
 use board::Platform;
 pub use boot_device_tree::host_devices;
 use boot_device_tree::read_and_patch_device_tree;
@@ -59,7 +62,6 @@ use platform_qemu::println;
 use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
-use sysreg::read_sysreg;
 
 /// The board this hypervisor is built for: adding a board means implementing `board::Platform` for
 /// it and naming it here.
@@ -98,8 +100,15 @@ unsafe extern "C" {
     fn hyp_secondary_entry();
 }
 
+/// `SPSR_EL2.M[3:0]` of EL1h: the exception level in bits 3:2, `SP_EL1` (SPSel = 1) in bit 0.
+const M_EL1H: u8 = ((ExceptionLevel::El1 as u8) << 2) | StackPointer::ElX as u8;
 /// `SPSR_EL2` for entering the host: EL1h with D, A, I, F masked.
-const SPSR_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
+const SPSR_EL1H_MASKED: u64 = SpsrEl2::D
+    .union(SpsrEl2::A)
+    .union(SpsrEl2::I)
+    .union(SpsrEl2::F)
+    .with_m_3_0(M_EL1H)
+    .bits();
 
 /// Per-CPU block the vectors use (layout shared with `entry.S`): word 0 the running guest's context
 /// (0 while the host runs), word 1 the hypervisor stack pointer saved by `guest_enter`.
@@ -164,9 +173,9 @@ static BOOT_CPU_AFFECTED: AtomicBool = AtomicBool::new(false);
 /// This CPU's identity as the errata see it (its MIDR, REVIDR and SME support).
 fn this_cpu() -> CpuIdentity {
     CpuIdentity {
-        midr: Midr::from_register(read_sysreg!("midr_el1")),
-        revidr: read_sysreg!("revidr_el1"),
-        id_aa64pfr1: read_sysreg!("id_aa64pfr1_el1"),
+        midr: Midr::from_register(read_midr_el1().bits()),
+        revidr: sysreg::read_revidr_el1(),
+        id_aa64pfr1: read_id_aa64pfr1_el1().bits(),
     }
 }
 
@@ -212,7 +221,7 @@ extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     mmu::build_tables(dram.clone());
     mmu::enable();
     let (mitigation, status) = decide_protected_mode();
-    let geometry = match Geometry::from_id_aa64mmfr0_el1(read_sysreg!("id_aa64mmfr0_el1")) {
+    let geometry = match Geometry::from_id_aa64mmfr0_el1(read_id_aa64mmfr0_el1().bits()) {
         Ok(geometry) => geometry,
         Err(error) => panic!("unsupported physical address size: {error}"),
     };

@@ -6,7 +6,10 @@
 //! that table's `VTTBR_EL2` value is installed for the TLBI and the previous one restored after.
 
 use crate::firmware;
-use crate::sysreg::{isb, read_sysreg, write_sysreg};
+use crate::sysreg::isb;
+use arm_sysregs::el0::accessors::read_ctr_el0;
+use arm_sysregs::el2::accessors::{read_vttbr_el2, write_vttbr_el2};
+use arm_sysregs::el2::registers::VttbrEl2;
 use core::sync::atomic::{AtomicU64, Ordering};
 use mem_protect::ProtectionPlatform;
 use stage2::{TlbMaintenance, Vmid};
@@ -23,8 +26,8 @@ pub fn set_vttbr(vmid: u16, vttbr: u64) {
 
 /// Runs `operation` with `vmid` current in `VTTBR_EL2`.
 fn with_vmid(vmid: Vmid, operation: impl FnOnce()) {
-    let current = read_sysreg!("vttbr_el2");
-    if current >> 48 == u64::from(vmid.0) {
+    let current = read_vttbr_el2();
+    if current.vmid() == vmid.0 {
         operation();
         return;
     }
@@ -32,14 +35,18 @@ fn with_vmid(vmid: Vmid, operation: impl FnOnce()) {
         .get(usize::from(vmid.0))
         .map_or(0, |slot| slot.load(Ordering::Relaxed));
     let wanted = if known != 0 {
-        known
+        VttbrEl2::from_bits_retain(known)
     } else {
-        (u64::from(vmid.0) << 48) | (current & ((1 << 48) - 1))
+        current.with_vmid(vmid.0)
     };
-    write_sysreg!("vttbr_el2", wanted);
+    // SAFETY: `wanted` is a stage-2 table of the hypervisor's own (recorded by `set_vttbr`, or the
+    // current one under another VMID), installed only for TLB maintenance at EL2 and replaced by the
+    // current one right after; stage-2 does not translate the hypervisor's own accesses.
+    unsafe { write_vttbr_el2(wanted) };
     isb();
     operation();
-    write_sysreg!("vttbr_el2", current);
+    // SAFETY: the value read above back.
+    unsafe { write_vttbr_el2(current) };
     isb();
 }
 
@@ -85,8 +92,8 @@ impl TlbMaintenance for HypPlatform {
 /// Size of a cache line the hypervisor cleans by (the smallest the architecture allows is 16 bytes;
 /// QEMU's is 64: cleaning by 64 is enough only when the line is at least that big, so read CTR_EL0).
 fn data_cache_line_size() -> usize {
-    let ctr = read_sysreg!("ctr_el0");
-    4 << ((ctr >> 16) & 0xF)
+    // DminLine: log2 of the line size in 4-byte words.
+    4 << read_ctr_el0().dminline()
 }
 
 /// Pages of the last revocation (`firmware-call-per-page` builds only): the benchmark's stand-in

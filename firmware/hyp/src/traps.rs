@@ -3,10 +3,15 @@
 //! host's EL1).
 
 use crate::firmware::{self, Registers};
-use crate::sysreg::{read_sysreg, write_sysreg};
 use crate::{Board, HOST_ENTRIES, hypervisor, platform, world_switch};
 use abi::hypercall::{self, HostHypercall, HypercallError, HypercallOutput};
 use abi::smccc::{ARGUMENT_REGISTERS, FunctionId, ReturnCode};
+use arm_sysregs::el1::accessors::{
+    read_vbar_el1, write_elr_el1, write_esr_el1, write_far_el1, write_spsr_el1,
+};
+use arm_sysregs::el1::registers::{ElrEl1, EsrEl1, FarEl1, SpsrEl1};
+use arm_sysregs::el2::accessors::{read_esr_el2, read_far_el2};
+use arm_sysregs::el2::registers::{EsrEl2, SpsrEl2};
 use board::Platform;
 use core::sync::atomic::{AtomicU64, Ordering};
 use hyp_core::HostCallOutcome;
@@ -35,9 +40,12 @@ const EC_INSTRUCTION_ABORT_SAME: u64 = 0x21;
 const EC_DATA_ABORT_LOWER: u64 = 0x24;
 const EC_DATA_ABORT_SAME: u64 = 0x25;
 /// `ESR_ELx.IL`: a 32-bit instruction.
-const ESR_IL: u64 = 1 << 25;
-/// `ESR_ELx.ISS.WnR` of a data abort.
-const ESR_WNR: u64 = 1 << 6;
+const ESR_IL: u64 = EsrEl1::IL.bits();
+/// `ESR_ELx.ISS.WnR` of a data abort (`arm-sysregs` does not decode the ISS).
+pub const ESR_WNR: u64 = 1 << 6;
+/// `ESR_ELx.ISS.DFSC`/`IFSC` of an abort: the fault status code (`arm-sysregs` does not decode the
+/// ISS).
+const ESR_FSC_MASK: u64 = 0x3F;
 /// Fault status code: synchronous external abort.
 const FSC_EXTERNAL_ABORT: u64 = 0x10;
 /// PSCI `INVALID_ADDRESS`.
@@ -50,8 +58,10 @@ extern "C" fn handle_host_trap(frame: &mut TrapFrame, kind: u64) {
         // The host's interrupts go to EL1 (HCR_EL2.IMO/FMO/AMO clear): nothing arrives here.
         return;
     }
-    let syndrome = read_sysreg!("esr_el2");
-    match syndrome >> 26 {
+    let syndrome = read_esr_el2().bits();
+    // The class as `syndrome >> EC_SHIFT`, ISS2 (bits 63:32) included, as before the move to
+    // `arm-sysregs` (`EsrEl2::ec` would drop ISS2 and so change which syndromes match).
+    match syndrome >> EsrEl2::EC_SHIFT {
         EC_HVC64 => host_hypercall(frame),
         EC_SMC64 => {
             // A trapped SMC returns to the SMC itself.
@@ -59,7 +69,7 @@ extern "C" fn handle_host_trap(frame: &mut TrapFrame, kind: u64) {
             host_smc(frame);
         }
         EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => host_abort(frame, syndrome),
-        _ => inject(frame, EC_UNKNOWN << 26 | ESR_IL, 0),
+        _ => inject(frame, EC_UNKNOWN << EsrEl1::EC_SHIFT | ESR_IL, 0),
     }
 }
 
@@ -192,16 +202,16 @@ fn start_cpu(function_id: u32, mpidr: u64, target: usize, entry: u64, context_id
 }
 
 fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
-    let fault_status = syndrome & 0x3F;
+    let fault_status = syndrome & ESR_FSC_MASK;
     // Translation (0x04-0x07), access flag (0x08-0x0B) and permission (0x0C-0x0F) faults are stage-2
     // faults the ownership rules decide about; anything else is an external abort to pass on.
-    let far = read_sysreg!("far_el2");
+    let far = read_far_el2().bits();
     if (0x04..=0x0F).contains(&fault_status) {
         let ipa = world_switch::fault_ipa();
         let control_page =
             crate::host_devices().and_then(|devices| devices.redistributor_control(ipa));
         if let Some((redistributor, offset)) = control_page
-            && syndrome >> 26 == EC_DATA_ABORT_LOWER
+            && syndrome >> EsrEl2::EC_SHIFT == EC_DATA_ABORT_LOWER
             && emulate_redistributor_control(frame, syndrome, redistributor, offset)
         {
             return;
@@ -212,8 +222,9 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
         }
         ABORTS_INJECTED.fetch_add(1, Ordering::Relaxed);
     }
-    let from_el0 = frame.saved_state & 0xF == 0;
-    let class = match (syndrome >> 26, from_el0) {
+    // M[3:0] = 0: EL0t.
+    let from_el0 = SpsrEl2::from_bits_retain(frame.saved_state).m_3_0() == 0;
+    let class = match (syndrome >> EsrEl2::EC_SHIFT, from_el0) {
         (EC_INSTRUCTION_ABORT_LOWER, true) => EC_INSTRUCTION_ABORT_LOWER,
         (EC_INSTRUCTION_ABORT_LOWER, false) => EC_INSTRUCTION_ABORT_SAME,
         (_, true) => EC_DATA_ABORT_LOWER,
@@ -221,7 +232,7 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
     };
     inject(
         frame,
-        class << 26 | ESR_IL | (syndrome & ESR_WNR) | FSC_EXTERNAL_ABORT,
+        class << EsrEl1::EC_SHIFT | ESR_IL | (syndrome & ESR_WNR) | FSC_EXTERNAL_ABORT,
         far,
     );
 }
@@ -304,10 +315,14 @@ fn inject(frame: &mut TrapFrame, syndrome: u64, fault_address: u64) {
         );
         platform_qemu::semihosting::exit(102)
     };
-    write_sysreg!("esr_el1", syndrome);
-    write_sysreg!("far_el1", fault_address);
-    write_sysreg!("elr_el1", frame.return_address);
-    write_sysreg!("spsr_el1", frame.saved_state);
-    frame.return_address = read_sysreg!("vbar_el1") + entry.vector_offset;
+    write_esr_el1(EsrEl1::from_bits_retain(syndrome));
+    // SAFETY: the host's own EL1 exception registers, set as its EL1 would on taking this exception;
+    // the hypervisor at EL2 does not use them.
+    unsafe {
+        write_far_el1(FarEl1::from_bits_retain(fault_address));
+        write_elr_el1(ElrEl1::from_bits_retain(frame.return_address));
+        write_spsr_el1(SpsrEl1::from_bits_retain(frame.saved_state));
+    }
+    frame.return_address = read_vbar_el1().bits() + entry.vector_offset;
     frame.saved_state = entry.spsr;
 }

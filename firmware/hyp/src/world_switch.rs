@@ -13,9 +13,38 @@
 //! | PMU, debug, trace, statistical profiling | trapped (`MDCR_EL2`), and the host's counters are stopped while the guest runs, so the host counts nothing of it; the host's `MDSCR_EL1` is replaced by 0 so its breakpoints and watchpoints are not armed in the guest |
 //! | FP/SIMD, SVE, SME registers | trapped (`CPTR_EL2`): the guest exits as `Unknown`; the guest demo is soft-float |
 
-use crate::sysreg::{isb, read_sysreg, write_sysreg};
+use crate::sysreg::{self, CNTHCTL_EL1PCTEN, isb};
+use crate::traps::ESR_WNR;
 use crate::{HCR_GUEST, HCR_HOST, hypervisor};
 use abi::hypercall::VcpuExit;
+use arm_sysregs::el0::accessors::{
+    read_cntv_ctl_el0, read_cntv_cval_el0, read_tpidr_el0, read_tpidrro_el0, write_cntv_ctl_el0,
+    write_cntv_cval_el0, write_tpidr_el0, write_tpidrro_el0,
+};
+use arm_sysregs::el0::registers::{CntvCtlEl0, CntvCvalEl0, TpidrEl0, TpidrroEl0};
+use arm_sysregs::el1::accessors::{
+    read_actlr_el1, read_afsr0_el1, read_afsr1_el1, read_amair_el1, read_cntkctl_el1,
+    read_contextidr_el1, read_cpacr_el1, read_csselr_el1, read_elr_el1, read_esr_el1, read_far_el1,
+    read_id_aa64isar1_el1, read_id_aa64isar2_el1, read_id_aa64pfr1_el1, read_mair_el1,
+    read_mdscr_el1, read_par_el1, read_sctlr_el1, read_sp_el1, read_spsr_el1, read_tcr_el1,
+    read_tpidr_el1, read_ttbr0_el1, read_ttbr1_el1, read_vbar_el1, write_actlr_el1,
+    write_afsr0_el1, write_afsr1_el1, write_amair_el1, write_cntkctl_el1, write_contextidr_el1,
+    write_cpacr_el1, write_csselr_el1, write_elr_el1, write_esr_el1, write_far_el1, write_mair_el1,
+    write_mdscr_el1, write_par_el1, write_sctlr_el1, write_sp_el1, write_spsr_el1, write_tcr_el1,
+    write_tpidr_el1, write_ttbr0_el1, write_ttbr1_el1, write_vbar_el1,
+};
+use arm_sysregs::el1::registers::{
+    CntkctlEl1, ContextidrEl1, CpacrEl1, CsselrEl1, ElrEl1, EsrEl1, FarEl1, MairEl1, MdscrEl1,
+    ParEl1, SctlrEl1, SpEl1, SpsrEl1, TcrEl1, TpidrEl1, Ttbr0El1, Ttbr1El1, VbarEl1,
+};
+use arm_sysregs::el2::accessors::{
+    read_cntvoff_el2, read_cptr_el2, read_esr_el2, read_far_el2, read_hpfar_el2, read_vmpidr_el2,
+    write_cnthctl_el2, write_cntvoff_el2, write_cptr_el2, write_hcr_el2, write_mdcr_el2,
+    write_vmpidr_el2, write_vttbr_el2,
+};
+use arm_sysregs::el2::registers::{
+    CnthctlEl2, CntvoffEl2, CptrEl2, EsrEl2, FarEl2, HpfarEl2, VmpidrEl2, VttbrEl2,
+};
 use hyp_core::vcpu::{El1Registers, VcpuContext};
 use hyp_core::{GuestExitAction, GuestTrap, RunTicket};
 use spin::Once;
@@ -39,89 +68,59 @@ static FEATURES: Once<Features> = Once::new();
 
 fn features() -> Features {
     *FEATURES.call_once(|| {
-        let isar1 = read_sysreg!("id_aa64isar1_el1");
-        let isar2 = read_sysreg!("id_aa64isar2_el1");
-        let field = |value: u64, shift: u32| (value >> shift) & 0xF != 0;
+        let isar1 = read_id_aa64isar1_el1();
+        let isar2 = read_id_aa64isar2_el1();
         Features {
-            sme: field(read_sysreg!("id_aa64pfr1_el1"), 24),
-            // APA, API, GPA, GPI (ISAR1), APA3, GPA3 (ISAR2).
-            pointer_authentication: field(isar1, 4)
-                || field(isar1, 8)
-                || field(isar1, 24)
-                || field(isar1, 28)
-                || field(isar2, 12)
-                || field(isar2, 8),
+            sme: read_id_aa64pfr1_el1().sme() != 0,
+            pointer_authentication: isar1.apa() != 0
+                || isar1.api() != 0
+                || isar1.gpa() != 0
+                || isar1.gpi() != 0
+                || isar2.apa3() != 0
+                || isar2.gpa3() != 0,
         }
     })
-}
-
-fn save_pointer_authentication_keys() -> [u64; 10] {
-    [
-        read_sysreg!("S3_0_C2_C1_0"),
-        read_sysreg!("S3_0_C2_C1_1"),
-        read_sysreg!("S3_0_C2_C1_2"),
-        read_sysreg!("S3_0_C2_C1_3"),
-        read_sysreg!("S3_0_C2_C2_0"),
-        read_sysreg!("S3_0_C2_C2_1"),
-        read_sysreg!("S3_0_C2_C2_2"),
-        read_sysreg!("S3_0_C2_C2_3"),
-        read_sysreg!("S3_0_C2_C3_0"),
-        read_sysreg!("S3_0_C2_C3_1"),
-    ]
-}
-
-fn load_pointer_authentication_keys(keys: &[u64; 10]) {
-    write_sysreg!("S3_0_C2_C1_0", keys[0]);
-    write_sysreg!("S3_0_C2_C1_1", keys[1]);
-    write_sysreg!("S3_0_C2_C1_2", keys[2]);
-    write_sysreg!("S3_0_C2_C1_3", keys[3]);
-    write_sysreg!("S3_0_C2_C2_0", keys[4]);
-    write_sysreg!("S3_0_C2_C2_1", keys[5]);
-    write_sysreg!("S3_0_C2_C2_2", keys[6]);
-    write_sysreg!("S3_0_C2_C2_3", keys[7]);
-    write_sysreg!("S3_0_C2_C3_0", keys[8]);
-    write_sysreg!("S3_0_C2_C3_1", keys[9]);
 }
 
 fn save_el1() -> El1Registers {
     let features = features();
     El1Registers {
-        sctlr: read_sysreg!("sctlr_el1"),
-        ttbr0: read_sysreg!("ttbr0_el1"),
-        ttbr1: read_sysreg!("ttbr1_el1"),
-        tcr: read_sysreg!("tcr_el1"),
-        mair: read_sysreg!("mair_el1"),
-        amair: read_sysreg!("amair_el1"),
-        vbar: read_sysreg!("vbar_el1"),
-        contextidr: read_sysreg!("contextidr_el1"),
-        tpidr_el1: read_sysreg!("tpidr_el1"),
-        tpidr_el0: read_sysreg!("tpidr_el0"),
-        tpidrro_el0: read_sysreg!("tpidrro_el0"),
-        sp_el1: read_sysreg!("sp_el1"),
-        sp_el0: read_sysreg!("sp_el0"),
-        elr: read_sysreg!("elr_el1"),
-        spsr: read_sysreg!("spsr_el1"),
-        esr: read_sysreg!("esr_el1"),
-        far: read_sysreg!("far_el1"),
-        afsr0: read_sysreg!("afsr0_el1"),
-        afsr1: read_sysreg!("afsr1_el1"),
-        par: read_sysreg!("par_el1"),
-        cpacr: read_sysreg!("cpacr_el1"),
-        cntkctl: read_sysreg!("cntkctl_el1"),
-        vmpidr: read_sysreg!("vmpidr_el2"),
-        actlr: read_sysreg!("actlr_el1"),
-        csselr: read_sysreg!("csselr_el1"),
+        sctlr: read_sctlr_el1().bits(),
+        ttbr0: read_ttbr0_el1().bits(),
+        ttbr1: read_ttbr1_el1().bits(),
+        tcr: read_tcr_el1().bits(),
+        mair: read_mair_el1().bits(),
+        amair: read_amair_el1(),
+        vbar: read_vbar_el1().bits(),
+        contextidr: read_contextidr_el1().bits(),
+        tpidr_el1: read_tpidr_el1().bits(),
+        tpidr_el0: read_tpidr_el0().bits(),
+        tpidrro_el0: read_tpidrro_el0().bits(),
+        sp_el1: read_sp_el1().bits(),
+        sp_el0: sysreg::read_sp_el0(),
+        elr: read_elr_el1().bits(),
+        spsr: read_spsr_el1().bits(),
+        esr: read_esr_el1().bits(),
+        far: read_far_el1().bits(),
+        afsr0: read_afsr0_el1(),
+        afsr1: read_afsr1_el1(),
+        par: read_par_el1().bits(),
+        cpacr: read_cpacr_el1().bits(),
+        cntkctl: read_cntkctl_el1().bits(),
+        vmpidr: read_vmpidr_el2().bits(),
+        actlr: read_actlr_el1(),
+        csselr: read_csselr_el1().bits(),
         tpidr2_el0: if features.sme {
-            read_sysreg!("S3_3_C13_C0_5")
+            sysreg::read_tpidr2_el0()
         } else {
             0
         },
-        cntv_ctl: read_sysreg!("cntv_ctl_el0"),
-        cntv_cval: read_sysreg!("cntv_cval_el0"),
-        cntvoff: read_sysreg!("cntvoff_el2"),
-        mdscr: read_sysreg!("mdscr_el1"),
+        cntv_ctl: read_cntv_ctl_el0().bits(),
+        cntv_cval: read_cntv_cval_el0().bits(),
+        cntvoff: read_cntvoff_el2().bits(),
+        mdscr: read_mdscr_el1().bits(),
         pointer_authentication_keys: if features.pointer_authentication {
-            save_pointer_authentication_keys()
+            sysreg::read_pointer_authentication_keys()
         } else {
             [0; 10]
         },
@@ -130,73 +129,91 @@ fn save_el1() -> El1Registers {
 
 fn load_el1(registers: &El1Registers) {
     let features = features();
-    write_sysreg!("sctlr_el1", registers.sctlr);
-    write_sysreg!("ttbr0_el1", registers.ttbr0);
-    write_sysreg!("ttbr1_el1", registers.ttbr1);
-    write_sysreg!("tcr_el1", registers.tcr);
-    write_sysreg!("mair_el1", registers.mair);
-    write_sysreg!("amair_el1", registers.amair);
-    write_sysreg!("vbar_el1", registers.vbar);
-    write_sysreg!("contextidr_el1", registers.contextidr);
-    write_sysreg!("tpidr_el1", registers.tpidr_el1);
-    write_sysreg!("tpidr_el0", registers.tpidr_el0);
-    write_sysreg!("tpidrro_el0", registers.tpidrro_el0);
-    write_sysreg!("sp_el1", registers.sp_el1);
-    write_sysreg!("sp_el0", registers.sp_el0);
-    write_sysreg!("elr_el1", registers.elr);
-    write_sysreg!("spsr_el1", registers.spsr);
-    write_sysreg!("esr_el1", registers.esr);
-    write_sysreg!("far_el1", registers.far);
-    write_sysreg!("afsr0_el1", registers.afsr0);
-    write_sysreg!("afsr1_el1", registers.afsr1);
-    write_sysreg!("par_el1", registers.par);
-    write_sysreg!("cpacr_el1", registers.cpacr);
-    write_sysreg!("cntkctl_el1", registers.cntkctl);
-    write_sysreg!("vmpidr_el2", registers.vmpidr);
-    write_sysreg!("actlr_el1", registers.actlr);
-    write_sysreg!("csselr_el1", registers.csselr);
+    // SAFETY: these are the EL1/EL0 registers of the host or vCPU about to run (the values it left,
+    // or a new vCPU's reset values), written while the hypervisor runs at EL2 with its own translation
+    // (`SCTLR_EL2`, `TTBR0_EL2`), stack (`SP_EL2`) and vectors (`VBAR_EL2`): none of them changes the
+    // hypervisor's memory, translation or control flow.
+    unsafe {
+        write_sctlr_el1(SctlrEl1::from_bits_retain(registers.sctlr));
+        write_ttbr0_el1(Ttbr0El1::from_bits_retain(registers.ttbr0));
+        write_ttbr1_el1(Ttbr1El1::from_bits_retain(registers.ttbr1));
+        write_tcr_el1(TcrEl1::from_bits_retain(registers.tcr));
+        write_mair_el1(MairEl1::from_bits_retain(registers.mair));
+        write_amair_el1(registers.amair);
+        write_vbar_el1(VbarEl1::from_bits_retain(registers.vbar));
+        write_contextidr_el1(ContextidrEl1::from_bits_retain(registers.contextidr));
+        write_tpidr_el1(TpidrEl1::from_bits_retain(registers.tpidr_el1));
+        write_tpidr_el0(TpidrEl0::from_bits_retain(registers.tpidr_el0));
+        write_tpidrro_el0(TpidrroEl0::from_bits_retain(registers.tpidrro_el0));
+        write_sp_el1(SpEl1::from_bits_retain(registers.sp_el1));
+    }
+    sysreg::write_sp_el0(registers.sp_el0);
+    // SAFETY: as above: EL1 exception, fault and control registers of the side about to run.
+    unsafe {
+        write_elr_el1(ElrEl1::from_bits_retain(registers.elr));
+        write_spsr_el1(SpsrEl1::from_bits_retain(registers.spsr));
+    }
+    write_esr_el1(EsrEl1::from_bits_retain(registers.esr));
+    // SAFETY: as above.
+    unsafe {
+        write_far_el1(FarEl1::from_bits_retain(registers.far));
+        write_afsr0_el1(registers.afsr0);
+        write_afsr1_el1(registers.afsr1);
+        write_par_el1(ParEl1::from_bits_retain(registers.par));
+        write_cpacr_el1(CpacrEl1::from_bits_retain(registers.cpacr));
+    }
+    write_cntkctl_el1(CntkctlEl1::from_bits_retain(registers.cntkctl));
+    write_vmpidr_el2(VmpidrEl2::from_bits_retain(registers.vmpidr));
+    // SAFETY: as above.
+    unsafe { write_actlr_el1(registers.actlr) };
+    write_csselr_el1(CsselrEl1::from_bits_retain(registers.csselr));
     if features.sme {
-        write_sysreg!("S3_3_C13_C0_5", registers.tpidr2_el0);
+        sysreg::write_tpidr2_el0(registers.tpidr2_el0);
     }
     // The timer's control last, once its compare value and offset are the new world's.
-    write_sysreg!("cntvoff_el2", registers.cntvoff);
-    write_sysreg!("cntv_cval_el0", registers.cntv_cval);
-    write_sysreg!("cntv_ctl_el0", registers.cntv_ctl);
-    write_sysreg!("mdscr_el1", registers.mdscr);
+    write_cntvoff_el2(CntvoffEl2::from_bits_retain(registers.cntvoff));
+    write_cntv_cval_el0(CntvCvalEl0::from_bits_retain(registers.cntv_cval));
+    write_cntv_ctl_el0(CntvCtlEl0::from_bits_retain(registers.cntv_ctl));
+    write_mdscr_el1(MdscrEl1::from_bits_retain(registers.mdscr));
     if features.pointer_authentication {
-        load_pointer_authentication_keys(&registers.pointer_authentication_keys);
+        sysreg::write_pointer_authentication_keys(&registers.pointer_authentication_keys);
     }
 }
 
-/// `CPTR_EL2` (E2H = 0) trap bits: SVE (TZ), FP/SIMD (TFP), SME (TSM).
-const CPTR_TZ: u64 = 1 << 8;
-const CPTR_TFP: u64 = 1 << 10;
-const CPTR_TSM: u64 = 1 << 12;
-/// `CNTHCTL_EL2` (E2H = 0): EL1 may read the physical counter (EL1PCTEN) and use the physical timer
-/// (EL1PCEN).
-pub const CNTHCTL_EL1PCTEN: u64 = 1 << 0;
-/// See [`CNTHCTL_EL1PCTEN`].
-pub const CNTHCTL_EL1PCEN: u64 = 1 << 1;
+/// `CNTHCTL_EL2` (E2H = 0) while the host runs: EL1 may read the physical counter (EL1PCTEN) and
+/// use the physical timer (EL1PCEN).
+pub const CNTHCTL_HOST: CnthctlEl2 = CNTHCTL_EL1PCTEN.union(CnthctlEl2::EL1PCEN);
+/// `CNTHCTL_EL2` (E2H = 0) while a guest runs: the physical counter only (EL1PCTEN); the physical
+/// timer is the host's (EL1PCEN clear).
+const CNTHCTL_GUEST: CnthctlEl2 = CNTHCTL_EL1PCTEN;
 
-/// Exception classes the world switch tells apart.
+/// Exception classes (`ESR_EL2.EC`) the world switch tells apart.
 const EC_HVC64: u64 = 0x16;
 const EC_SMC64: u64 = 0x17;
 const EC_INSTRUCTION_ABORT_LOWER: u64 = 0x20;
 const EC_DATA_ABORT_LOWER: u64 = 0x24;
 
+/// The page offset of a fault address.
+const PAGE_OFFSET_MASK: u64 = 0xFFF;
+/// `HPFAR_EL2.FIPA` holds the faulting IPA's bits 51:12 (the page number).
+const FIPA_PAGE_SHIFT: u32 = 12;
+
 /// The faulting IPA of a stage-2 abort: `HPFAR_EL2.FIPA` gives the page, `FAR_EL2` the offset.
 pub fn fault_ipa() -> u64 {
-    let hpfar = read_sysreg!("hpfar_el2");
-    let far = read_sysreg!("far_el2");
-    (((hpfar >> 4) & ((1 << 40) - 1)) << 12) | (far & 0xFFF)
+    let hpfar: HpfarEl2 = read_hpfar_el2();
+    let far: FarEl2 = read_far_el2();
+    (hpfar.fipa() << FIPA_PAGE_SHIFT) | (far.va() & PAGE_OFFSET_MASK)
 }
 
 fn decode_trap(kind: u64, context: &mut VcpuContext) -> GuestTrap {
-    let syndrome = read_sysreg!("esr_el2");
+    let syndrome = read_esr_el2().bits();
+    // The class as `syndrome >> EC_SHIFT`, ISS2 (bits 63:32) included, as before the move to
+    // `arm-sysregs` (`EsrEl2::ec` would drop ISS2 and so change which syndromes match).
+    let class = syndrome >> EsrEl2::EC_SHIFT;
     match kind {
-        0 => match syndrome >> 26 {
+        0 => match class {
             EC_HVC64 | EC_SMC64 => {
-                if syndrome >> 26 == EC_SMC64 {
+                if class == EC_SMC64 {
                     // A trapped SMC returns to the SMC itself; step over it.
                     context.pc += 4;
                 }
@@ -210,7 +227,7 @@ fn decode_trap(kind: u64, context: &mut VcpuContext) -> GuestTrap {
             }
             EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => GuestTrap::Abort {
                 ipa: fault_ipa(),
-                write: syndrome >> 26 == EC_DATA_ABORT_LOWER && syndrome & (1 << 6) != 0,
+                write: class == EC_DATA_ABORT_LOWER && syndrome & ESR_WNR != 0,
             },
             _ => GuestTrap::Other { syndrome },
         },
@@ -222,23 +239,32 @@ fn decode_trap(kind: u64, context: &mut VcpuContext) -> GuestTrap {
 /// Runs the vCPU of `ticket` until an exit goes to the host; returns that exit.
 pub fn run(mut ticket: RunTicket) -> VcpuExit {
     // Stop the host's PMU counters first, so they count nothing of the guest's (or of this switch).
-    let host_counters = read_sysreg!("pmcntenset_el0");
-    write_sysreg!("pmcntenclr_el0", u64::MAX);
+    let host_counters = sysreg::read_pmcntenset_el0();
+    sysreg::write_pmcntenclr_el0(u64::MAX);
     isb();
     let host = save_el1();
-    let host_traps = read_sysreg!("cptr_el2");
+    let host_traps = read_cptr_el2();
     // A guest always runs with debug disarmed (it cannot change MDSCR_EL1: MDCR_EL2.TDA traps it).
     ticket.context.el1.mdscr = 0;
     load_el1(&ticket.context.el1);
     // The FP/SIMD, SVE and SME registers are not switched (yet): trap the guest's use of them, so
     // that neither side can read what the other left there. The guest then exits as `Unknown`.
-    write_sysreg!("cptr_el2", host_traps | CPTR_TZ | CPTR_TFP | CPTR_TSM);
-    write_sysreg!("mdcr_el2", crate::mdcr_el2_guest());
+    // SAFETY: CPTR_EL2 and HCR_EL2 with values chosen here (the host's traps plus the FP/SVE/SME
+    // ones; the guest's controls), VTTBR_EL2 with the guest's own stage-2 (built and owned by the
+    // hypervisor for this vCPU's VM): they apply to EL1/EL0 only, not to the hypervisor's own memory
+    // or translation.
+    unsafe {
+        write_cptr_el2(host_traps | CptrEl2::TZ | CptrEl2::TFP | CptrEl2::TSM);
+    }
+    write_mdcr_el2(crate::mdcr_el2_guest());
     // The physical timer is the host's: the guest's use of it traps (EL1PCEN clear); the physical
     // counter may be read (EL1PCTEN).
-    write_sysreg!("cnthctl_el2", CNTHCTL_EL1PCTEN);
-    write_sysreg!("vttbr_el2", ticket.vttbr_el2);
-    write_sysreg!("hcr_el2", HCR_GUEST);
+    write_cnthctl_el2(CNTHCTL_GUEST);
+    // SAFETY: as above.
+    unsafe {
+        write_vttbr_el2(VttbrEl2::from_bits_retain(ticket.vttbr_el2));
+        write_hcr_el2(HCR_GUEST);
+    }
     isb();
     let exit = loop {
         // SAFETY: the context is this vCPU's own (marked running, so no other CPU uses it), lives on
@@ -253,13 +279,18 @@ pub fn run(mut ticket: RunTicket) -> VcpuExit {
     };
     ticket.context.el1 = save_el1();
     load_el1(&host);
-    write_sysreg!("cptr_el2", host_traps);
-    write_sysreg!("mdcr_el2", crate::mdcr_el2_host());
-    write_sysreg!("cnthctl_el2", CNTHCTL_EL1PCTEN | CNTHCTL_EL1PCEN);
-    write_sysreg!("vttbr_el2", crate::host_vttbr());
-    write_sysreg!("hcr_el2", HCR_HOST);
+    // SAFETY: the host's own CPTR_EL2 (read above) back.
+    unsafe { write_cptr_el2(host_traps) };
+    write_mdcr_el2(crate::mdcr_el2_host());
+    write_cnthctl_el2(CNTHCTL_HOST);
+    // SAFETY: the host's stage-2 (built and owned by the hypervisor) and the host's HCR_EL2: they
+    // apply to EL1/EL0 only.
+    unsafe {
+        write_vttbr_el2(VttbrEl2::from_bits_retain(crate::host_vttbr()));
+        write_hcr_el2(HCR_HOST);
+    }
     isb();
-    write_sysreg!("pmcntenset_el0", host_counters);
+    sysreg::write_pmcntenset_el0(host_counters);
     isb();
     hypervisor().lock().end_run(ticket, &exit);
     exit
