@@ -191,6 +191,7 @@ pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumCon
         cpu_kind,
         mechanism,
         properties: Properties::Both,
+        failures: matches!(mechanism, SyncMechanism::El3Rendezvous),
     }
 }
 
