@@ -3,9 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
 use clap::Args;
 use model_checker::explorer::{Limits, Verdict};
+use model_checker::mutants::{MUTANTS, Suite};
 use model_checker::{Part, Scenario, catalogue, run, svg};
 
 use crate::setup;
@@ -19,6 +22,13 @@ pub struct ModelArgs {
     /// Print every counterexample's steps (by default only the first of each part).
     #[arg(long)]
     all_traces: bool,
+    /// Run the seeded bugs instead (model_checker::mutants): build and test once per mutant,
+    /// report which test caught each (about 1 minute per mutant on 2 cores).
+    #[arg(long)]
+    mutants: bool,
+    /// Run the loom exploration of the monitor's atomic memory instead.
+    #[arg(long)]
+    loom: bool,
     /// Internal: already running the optimised build.
     #[arg(long, hide = true)]
     optimised: bool,
@@ -26,6 +36,19 @@ pub struct ModelArgs {
 
 /// Runs the scenarios; fails when a verdict is not the expected one.
 pub fn model(args: &ModelArgs) -> Result<(), String> {
+    if args.mutants {
+        return mutants(args.only.as_deref());
+    }
+    if args.loom {
+        return run_suite(Suite::Loom, None).and_then(|(passed, output)| {
+            println!("{output}");
+            if passed {
+                Ok(())
+            } else {
+                Err("the loom exploration failed".into())
+            }
+        });
+    }
     if cfg!(debug_assertions) && !args.optimised {
         // State-space search wants an optimised build; xtask itself is built without.
         let mut forwarded = vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
@@ -35,6 +58,12 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         }
         if args.all_traces {
             forwarded.push("--all-traces");
+        }
+        if args.mutants {
+            forwarded.push("--mutants");
+        }
+        if args.loom {
+            forwarded.push("--loom");
         }
         return setup::run("cargo", &forwarded);
     }
@@ -201,5 +230,101 @@ fn target_dir() -> PathBuf {
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .map_or_else(|| PathBuf::from("target"), |root| root.join("target")),
+    }
+}
+
+/// Runs one test suite in release, with `mutant` seeded if given; returns whether it passed and
+/// its output.
+fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), String> {
+    let mut flags = Vec::new();
+    if suite == Suite::Loom {
+        flags.push("--cfg loom".to_string());
+    }
+    if let Some(name) = mutant {
+        flags.push(format!("--cfg mutant=\"{name}\""));
+    }
+    // A target directory per set of flags, so the normal build is never rebuilt.
+    let directory = match (suite, mutant.is_some()) {
+        (Suite::Loom, false) => "loom",
+        (Suite::Loom, true) => "mutants-loom",
+        (Suite::Model, _) => "mutants",
+    };
+    let mut command = Command::new("cargo");
+    command.args(["test", "--release"]);
+    match suite {
+        Suite::Model => command.args(["--package", "model-checker"]),
+        Suite::Loom => command.args(["--package", "rendezvous", "--test", "loom"]),
+    };
+    command
+        .env("RUSTFLAGS", flags.join(" "))
+        .env("CARGO_TARGET_DIR", target_dir().join(directory));
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.success(), text))
+}
+
+/// The tests a run reports as failed.
+fn failed_tests(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.strip_prefix("test "))
+        .filter_map(|line| line.strip_suffix(" ... FAILED"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `cargo xtask model --mutants`: every seeded bug, one at a time.
+fn mutants(only: Option<&str>) -> Result<(), String> {
+    let mut rows = Vec::new();
+    let mut escaped = Vec::new();
+    let selected: Vec<_> = MUTANTS
+        .iter()
+        .filter(|mutant| only.is_none_or(|only| mutant.name.contains(only)))
+        .collect();
+    let start = Instant::now();
+    for mutant in &selected {
+        eprintln!("xtask: mutant {} ...", mutant.name);
+        let begun = Instant::now();
+        let (passed, output) = run_suite(mutant.suite, Some(mutant.name))?;
+        let failed = failed_tests(&output);
+        let caught = !passed && !failed.is_empty();
+        if !passed && failed.is_empty() {
+            return Err(format!(
+                "mutant {} does not build or the tests did not run:\n{output}",
+                mutant.name
+            ));
+        }
+        if !caught {
+            escaped.push(mutant.name);
+        }
+        rows.push([
+            mutant.name.to_string(),
+            mutant.krate.to_string(),
+            mutant.breaks.to_string(),
+            if caught {
+                failed.join(", ")
+            } else {
+                "NOT CAUGHT".to_string()
+            },
+            format!("{:.0} s", begun.elapsed().as_secs_f64()),
+        ]);
+    }
+    print_table(
+        &["mutant", "crate", "what it breaks", "caught by", "time"],
+        &rows,
+    );
+    println!(
+        "\nmutation score: {} of {} seeded bugs caught ({:.0} s in all)",
+        selected.len() - escaped.len(),
+        selected.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if escaped.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("mutants not caught: {}", escaped.join(", ")))
     }
 }

@@ -33,6 +33,13 @@ pub trait Model {
     /// What the goal is, in words (for liveness counterexamples).
     fn goal_description(&self) -> String;
 
+    /// Whether `action` counts for liveness (fairness): the goal must be reachable from every
+    /// reachable state through fair actions alone. Unfair actions are ones the environment may
+    /// never take (an off CPU powering on, a new call being made). Default: every action is fair.
+    fn fair(&self, _action: &Self::Action) -> bool {
+        true
+    }
+
     /// The lanes of a timeline (one per CPU, plus other actors).
     fn lanes(&self) -> Vec<String>;
 
@@ -272,7 +279,9 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
                     new_index
                 }
             };
-            edges.push((index, next_index));
+            if model.fair(&action) {
+                edges.push((index, next_index));
+            }
         }
     }
 
@@ -292,8 +301,8 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
         };
     }
 
-    // Liveness: walk the edges backwards from every goal state; a state never reached cannot reach
-    // a goal. The lowest such index is one of the shallowest (indices follow BFS order).
+    // Liveness: walk the fair edges backwards from every goal state; a state never reached cannot
+    // reach a goal through fair actions. The lowest such index is one of the shallowest (indices follow BFS order).
     let count = parents.len();
     let mut reverse_start = vec![0u32; count + 1];
     for &(_, to) in &edges {

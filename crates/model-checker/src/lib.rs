@@ -52,6 +52,7 @@
 
 pub mod erratum;
 pub mod explorer;
+pub mod mutants;
 pub mod recording;
 pub mod reference;
 pub mod rendezvous_model;

@@ -721,7 +721,17 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
     }
 
     fn goal_description(&self) -> String {
-        "every CPU finishes the role it is in (no deadlock)".into()
+        "every CPU finishes the role it is in (no deadlock), through fair steps alone: roles step, \
+         pending FIQs are taken, per-core timeouts expire; no CPU need power on or wake, nor \
+         any new call or power transition start"
+            .into()
+    }
+
+    /// Fairness: a CPU inside a role keeps stepping, a CPU at the lower EL takes a pending FIQ
+    /// (EL1/EL2 cannot mask it), and a per-core timeout (part (d)) expires. An off or suspended CPU
+    /// may stay so for ever, and nothing obliges a CPU to make a call or change power state.
+    fn fair(&self, action: &CpuMove) -> bool {
+        matches!(action.movement, Move::Step | Move::TakeFiq | Move::Expire)
     }
 
     fn lanes(&self) -> Vec<String> {

@@ -536,6 +536,19 @@ impl LeaveRole {
         let (action, next_state) = match &mut self.state {
             LeaveState::ReadOwnRecord => {
                 let affectedness = memory.load_cpu_record(me).affectedness;
+                #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
+                return {
+                    // Seeded bug: the inactive record is stored first, the DSB after it.
+                    let record = CpuRecord {
+                        activity: self.inactivity.into(),
+                        affectedness,
+                    };
+                    memory.store_cpu_record(me, record);
+                    self.state = LeaveState::Service(ServiceState::ReadCounter);
+                    platform.local_dsb();
+                    Progress::Ran(Action::LoadCpuRecord(me))
+                };
+                #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
                 (Action::LoadCpuRecord(me), LeaveState::Dsb { affectedness })
             }
             LeaveState::Dsb { affectedness } => {
@@ -549,10 +562,11 @@ impl LeaveRole {
                     affectedness: *affectedness,
                 };
                 memory.store_cpu_record(me, record);
-                (
-                    Action::StoreCpuRecord(me),
-                    LeaveState::Service(ServiceState::ReadCounter),
-                )
+                #[cfg(mutant = "rendezvous_leave_skips_service")]
+                let service = ServiceState::Finished;
+                #[cfg(not(mutant = "rendezvous_leave_skips_service"))]
+                let service = ServiceState::ReadCounter;
+                (Action::StoreCpuRecord(me), LeaveState::Service(service))
             }
             LeaveState::Service(service) => return service.step(me, memory, platform),
         };
