@@ -164,6 +164,10 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             exploration.states.to_string(),
             format!("{:.2} s", exploration.elapsed.as_secs_f64()),
             format!("{:.0}", exploration.rate()),
+            format!(
+                "{:.1} MiB",
+                exploration.memory_bytes as f64 / (1024.0 * 1024.0)
+            ),
             svg_path,
         ]);
     }
@@ -175,6 +179,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             "states",
             "time",
             "states/s",
+            "memory",
             "counterexample (SVG)",
         ],
         &rows,
