@@ -40,14 +40,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         return mutants(args.only.as_deref());
     }
     if args.loom {
-        return run_suite(Suite::Loom, None).and_then(|(passed, output)| {
-            println!("{output}");
-            if passed {
-                Ok(())
-            } else {
-                Err("the loom exploration failed".into())
-            }
-        });
+        return loom_and_codegen();
     }
     if cfg!(debug_assertions) && !args.optimised {
         // State-space search wants an optimised build; xtask itself is built without.
@@ -258,7 +251,16 @@ fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), Strin
     command.args(["test", "--release"]);
     match suite {
         Suite::Model => command.args(["--package", "model-checker"]),
-        Suite::Loom => command.args(["--package", "rendezvous", "--test", "loom"]),
+        Suite::Loom => command.args([
+            "--package",
+            "rendezvous",
+            "--test",
+            "loom",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ]),
     };
     command
         .env("RUSTFLAGS", flags.join(" "))
@@ -331,5 +333,151 @@ fn mutants(only: Option<&str>) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("mutants not caught: {}", escaped.join(", ")))
+    }
+}
+
+/// The loom exploration of the monitor's atomic memory, then the check that the compiled memory
+/// code is the instruction sequence its argument assumes (`cargo xtask model --loom`, and part of
+/// `cargo xtask test`).
+pub fn loom_and_codegen() -> Result<(), String> {
+    eprintln!("xtask: loom exploration of AtomicRendezvousMemory (C11 model) ...");
+    let (passed, output) = run_suite(Suite::Loom, None)?;
+    let results: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("test ") || line.contains("loom:"))
+        .collect();
+    println!("{}", results.join("\n"));
+    if !passed {
+        return Err(format!("the loom exploration failed:\n{output}"));
+    }
+    codegen()
+}
+
+/// What each probe must compile to, in order (alternatives separated by `|`): the Arm mapping the
+/// rendezvous crate's *Orderings* argument assumes.
+const EXPECTED_CODE: &[(&str, &[&str])] = &[
+    (
+        "probe_increment",
+        &["ldaxr|ldaddal", "stlxr|ldaddal", "dmb\tish"],
+    ),
+    ("probe_store_record", &["stlrb", "dmb\tish"]),
+    ("probe_load_counter", &["ldar|ldapr"]),
+    ("probe_store_serviced", &["stlr"]),
+];
+
+const PROBE: &str = r#"#![no_std]
+use rendezvous::{AtomicRendezvousMemory, CpuIndex, CpuRecord, RendezvousMemory};
+#[unsafe(no_mangle)]
+pub fn probe_increment(memory: &AtomicRendezvousMemory<'_>) -> u64 {
+    memory.increment_request_counter()
+}
+#[unsafe(no_mangle)]
+pub fn probe_store_record(memory: &AtomicRendezvousMemory<'_>, record: CpuRecord) {
+    memory.store_cpu_record(CpuIndex::new(0), record)
+}
+#[unsafe(no_mangle)]
+pub fn probe_load_counter(memory: &AtomicRendezvousMemory<'_>) -> u64 {
+    memory.load_request_counter()
+}
+#[unsafe(no_mangle)]
+pub fn probe_store_serviced(memory: &AtomicRendezvousMemory<'_>, value: u64) {
+    memory.store_serviced(CpuIndex::new(0), value)
+}
+"#;
+
+/// Compiles `rendezvous` and a probe for the firmware's target and checks the instructions of
+/// each memory access (the orderings' Arm mapping: LDAR/STLR, the exclusive pair, DMB ISH).
+fn codegen() -> Result<(), String> {
+    let directory = target_dir().join("codegen");
+    fs::create_dir_all(&directory)
+        .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    let library = directory.join("librendezvous.rlib");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("crates/rendezvous/src/lib.rs"))
+        .ok_or("no workspace root")?;
+    let common = [
+        "--edition",
+        "2024",
+        "-C",
+        "opt-level=2",
+        "--target",
+        "aarch64-unknown-none-softfloat",
+    ];
+    let rustc = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("rustc")
+            .args(common)
+            .args(args)
+            .status()
+            .map_err(|error| format!("cannot run rustc: {error}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("rustc {args:?} failed ({status})"))
+        }
+    };
+    let library_path = library.display().to_string();
+    rustc(&[
+        "--crate-type",
+        "rlib",
+        "--crate-name",
+        "rendezvous",
+        &source.display().to_string(),
+        "-o",
+        &library_path,
+    ])?;
+    let probe = directory.join("probe.rs");
+    fs::write(&probe, PROBE).map_err(|error| format!("cannot write the probe: {error}"))?;
+    let assembly = directory.join("probe.s");
+    rustc(&[
+        "--crate-type",
+        "lib",
+        "--emit",
+        "asm",
+        "--extern",
+        &format!("rendezvous={library_path}"),
+        &probe.display().to_string(),
+        "-o",
+        &assembly.display().to_string(),
+    ])?;
+    let text = fs::read_to_string(&assembly)
+        .map_err(|error| format!("cannot read {}: {error}", assembly.display()))?;
+    let mut failures = Vec::new();
+    for (function, expected) in EXPECTED_CODE {
+        let body: Vec<&str> = text
+            .split(&format!("\n{function}:"))
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|line| !line.contains(".cfi_endproc") && !line.trim().starts_with(".size"))
+            .map(str::trim)
+            .filter(|line| !line.starts_with('.') && !line.is_empty())
+            .collect();
+        let mut position = 0;
+        let mut found = Vec::new();
+        for wanted in *expected {
+            let alternatives: Vec<&str> = wanted.split('|').collect();
+            let hit = body.iter().enumerate().skip(position).find(|(_, line)| {
+                alternatives
+                    .iter()
+                    .any(|alternative| line.starts_with(alternative))
+            });
+            match hit {
+                Some((index, line)) => {
+                    found.push(line.to_string());
+                    position = index + 1;
+                }
+                None => failures.push(format!(
+                    "{function}: expected {wanted} (after {found:?}) in {body:?}"
+                )),
+            }
+        }
+        println!("xtask: codegen {function}: {}", found.join("; "));
+    }
+    if failures.is_empty() {
+        println!("xtask: the rendezvous memory compiles to the instructions its argument assumes");
+        Ok(())
+    } else {
+        Err(format!("unexpected code:\n  {}", failures.join("\n  ")))
     }
 }

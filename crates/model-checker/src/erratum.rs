@@ -186,6 +186,13 @@ pub struct ErratumState {
     pub ipa_done: u8,
     /// Whether the host's `TLBI VMALLE1IS` completed.
     pub stage1_done: bool,
+    /// Pages whose combined (stage-1 + stage-2) entries a completed `TLBI VMALLE1IS` removed for
+    /// good: those whose stage-2 invalidation had *completed* when the stage-1 one was issued.
+    /// Otherwise a walk between the two may refill a combined entry from the stale stage-2 entry
+    /// (hence the architecture's `TLBI IPAS2E1IS; DSB; TLBI VMALLE1IS; DSB` order).
+    pub stage1_effective_done: u8,
+    /// The same, for a `TLBI VMALLE1IS` issued and not yet completed.
+    pub stage1_effective_issued: u8,
     /// A failed firmware call left the host without a page it had, or gave it to the new owner.
     pub failure_not_rolled_back: bool,
     /// Pages the new owner wrote.
@@ -301,7 +308,8 @@ impl ErratumModel {
                 run.after[page].host_may_access()
             }
             Hypervisor::Running { .. } | Hypervisor::Waiting { .. } => {
-                let translation_gone = state.ipa_done & bit(page) != 0 && state.stage1_done;
+                let translation_gone =
+                    state.ipa_done & state.stage1_effective_done & bit(page) != 0;
                 let stale = self.recording.before[page] == HostMapping::Mapped && !translation_gone;
                 // A valid entry written back during the call (a rollback) translates again.
                 stale || self.view(state)[page].host == HostMapping::Mapped
@@ -348,6 +356,8 @@ impl ErratumModel {
         }
         state.ipa_done |= state.ipa_issued;
         state.stage1_done |= state.stage1_issued;
+        state.stage1_effective_done |= state.stage1_effective_issued;
+        state.stage1_effective_issued = 0;
         state.ipa_issued = 0;
         state.stage1_issued = false;
         if self.config.cpu_kind == CpuKind::Correct {
@@ -425,6 +435,7 @@ impl ErratumModel {
             HypervisorStep::Tlb(TlbEvent::InvalidateStage1ForVmid { vmid }) => {
                 if *vmid == HOST_VMID {
                     state.stage1_issued = true;
+                    state.stage1_effective_issued |= state.ipa_done;
                 }
             }
             HypervisorStep::Tlb(TlbEvent::DsbInnerShareable) => self.dsb(state),
@@ -502,6 +513,8 @@ impl Model for ErratumModel {
             stage1_issued: false,
             ipa_done: 0,
             stage1_done: false,
+            stage1_effective_done: 0,
+            stage1_effective_issued: 0,
             failure_not_rolled_back: false,
             new_owner_wrote: 0,
             broken: Broken {

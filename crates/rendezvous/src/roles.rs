@@ -536,26 +536,37 @@ impl LeaveRole {
         let (action, next_state) = match &mut self.state {
             LeaveState::ReadOwnRecord => {
                 let affectedness = memory.load_cpu_record(me).affectedness;
-                #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
-                return {
-                    // Seeded bug: the inactive record is stored first, the DSB after it.
-                    let record = CpuRecord {
-                        activity: self.inactivity.into(),
-                        affectedness,
-                    };
-                    memory.store_cpu_record(me, record);
-                    self.state = LeaveState::Service(ServiceState::ReadCounter);
-                    platform.local_dsb();
-                    Progress::Ran(Action::LoadCpuRecord(me))
-                };
-                #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
                 (Action::LoadCpuRecord(me), LeaveState::Dsb { affectedness })
             }
+            // Seeded bug: the two steps swapped (the inactive record is stored before the DSB).
+            #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
+            LeaveState::Dsb { affectedness } => {
+                let record = CpuRecord {
+                    activity: self.inactivity.into(),
+                    affectedness: *affectedness,
+                };
+                memory.store_cpu_record(me, record);
+                let affectedness = *affectedness;
+                (
+                    Action::StoreCpuRecord(me),
+                    LeaveState::StoreInactive { affectedness },
+                )
+            }
+            #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
+            LeaveState::StoreInactive { .. } => {
+                platform.local_dsb();
+                (
+                    Action::LocalDsb,
+                    LeaveState::Service(ServiceState::ReadCounter),
+                )
+            }
+            #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
             LeaveState::Dsb { affectedness } => {
                 platform.local_dsb();
                 let affectedness = *affectedness;
                 (Action::LocalDsb, LeaveState::StoreInactive { affectedness })
             }
+            #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
             LeaveState::StoreInactive { affectedness } => {
                 let record = CpuRecord {
                     activity: self.inactivity.into(),
