@@ -3,9 +3,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
 use clap::Args;
 use model_checker::explorer::{Limits, Verdict};
+use model_checker::mutants::{MUTANTS, Suite};
 use model_checker::{Part, Scenario, catalogue, run, svg};
 
 use crate::setup;
@@ -19,6 +22,13 @@ pub struct ModelArgs {
     /// Print every counterexample's steps (by default only the first of each part).
     #[arg(long)]
     all_traces: bool,
+    /// Run the seeded bugs instead (model_checker::mutants): build and test once per mutant,
+    /// report which test caught each (about 1 minute per mutant on 2 cores).
+    #[arg(long)]
+    mutants: bool,
+    /// Run the loom exploration of the monitor's atomic memory instead.
+    #[arg(long)]
+    loom: bool,
     /// Internal: already running the optimised build.
     #[arg(long, hide = true)]
     optimised: bool,
@@ -26,6 +36,12 @@ pub struct ModelArgs {
 
 /// Runs the scenarios; fails when a verdict is not the expected one.
 pub fn model(args: &ModelArgs) -> Result<(), String> {
+    if args.mutants {
+        return mutants(args.only.as_deref());
+    }
+    if args.loom {
+        return loom_and_codegen();
+    }
     if cfg!(debug_assertions) && !args.optimised {
         // State-space search wants an optimised build; xtask itself is built without.
         let mut forwarded = vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
@@ -35,6 +51,12 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         }
         if args.all_traces {
             forwarded.push("--all-traces");
+        }
+        if args.mutants {
+            forwarded.push("--mutants");
+        }
+        if args.loom {
+            forwarded.push("--loom");
         }
         return setup::run("cargo", &forwarded);
     }
@@ -135,6 +157,10 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             exploration.states.to_string(),
             format!("{:.2} s", exploration.elapsed.as_secs_f64()),
             format!("{:.0}", exploration.rate()),
+            format!(
+                "{:.1} MiB",
+                exploration.memory_bytes as f64 / (1024.0 * 1024.0)
+            ),
             svg_path,
         ]);
     }
@@ -146,6 +172,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             "states",
             "time",
             "states/s",
+            "memory",
             "counterexample (SVG)",
         ],
         &rows,
@@ -201,5 +228,256 @@ fn target_dir() -> PathBuf {
         None => Path::new(env!("CARGO_MANIFEST_DIR"))
             .parent()
             .map_or_else(|| PathBuf::from("target"), |root| root.join("target")),
+    }
+}
+
+/// Runs one test suite in release, with `mutant` seeded if given; returns whether it passed and
+/// its output.
+fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), String> {
+    let mut flags = Vec::new();
+    if suite == Suite::Loom {
+        flags.push("--cfg loom".to_string());
+    }
+    if let Some(name) = mutant {
+        flags.push(format!("--cfg mutant=\"{name}\""));
+    }
+    // A target directory per set of flags, so the normal build is never rebuilt.
+    let directory = match (suite, mutant.is_some()) {
+        (Suite::Loom, false) => "loom",
+        (Suite::Loom, true) => "mutants-loom",
+        (Suite::Model, _) => "mutants",
+    };
+    let mut command = Command::new("cargo");
+    command.args(["test", "--release"]);
+    match suite {
+        Suite::Model => command.args(["--package", "model-checker"]),
+        Suite::Loom => command.args([
+            "--package",
+            "rendezvous",
+            "--test",
+            "loom",
+            "--",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ]),
+    };
+    command
+        .env("RUSTFLAGS", flags.join(" "))
+        .env("CARGO_TARGET_DIR", target_dir().join(directory));
+    let output = command
+        .output()
+        .map_err(|error| format!("cannot run cargo: {error}"))?;
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    Ok((output.status.success(), text))
+}
+
+/// The tests a run reports as failed.
+fn failed_tests(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter_map(|line| line.strip_prefix("test "))
+        .filter_map(|line| line.strip_suffix(" ... FAILED"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// `cargo xtask model --mutants`: every seeded bug, one at a time.
+fn mutants(only: Option<&str>) -> Result<(), String> {
+    let mut rows = Vec::new();
+    let mut escaped = Vec::new();
+    let selected: Vec<_> = MUTANTS
+        .iter()
+        .filter(|mutant| only.is_none_or(|only| mutant.name.contains(only)))
+        .collect();
+    let start = Instant::now();
+    for mutant in &selected {
+        eprintln!("xtask: mutant {} ...", mutant.name);
+        let begun = Instant::now();
+        let (passed, output) = run_suite(mutant.suite, Some(mutant.name))?;
+        let failed = failed_tests(&output);
+        let caught = !passed && !failed.is_empty();
+        if !passed && failed.is_empty() {
+            return Err(format!(
+                "mutant {} does not build or the tests did not run:\n{output}",
+                mutant.name
+            ));
+        }
+        if !caught {
+            escaped.push(mutant.name);
+        }
+        rows.push([
+            mutant.name.to_string(),
+            mutant.krate.to_string(),
+            mutant.breaks.to_string(),
+            if caught {
+                failed.join(", ")
+            } else {
+                "NOT CAUGHT".to_string()
+            },
+            format!("{:.0} s", begun.elapsed().as_secs_f64()),
+        ]);
+    }
+    print_table(
+        &["mutant", "crate", "what it breaks", "caught by", "time"],
+        &rows,
+    );
+    println!(
+        "\nmutation score: {} of {} seeded bugs caught ({:.0} s in all)",
+        selected.len() - escaped.len(),
+        selected.len(),
+        start.elapsed().as_secs_f64()
+    );
+    if escaped.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("mutants not caught: {}", escaped.join(", ")))
+    }
+}
+
+/// The loom exploration of the monitor's atomic memory, then the check that the compiled memory
+/// code is the instruction sequence its argument assumes (`cargo xtask model --loom`, and part of
+/// `cargo xtask test`).
+pub fn loom_and_codegen() -> Result<(), String> {
+    eprintln!("xtask: loom exploration of AtomicRendezvousMemory (C11 model) ...");
+    let (passed, output) = run_suite(Suite::Loom, None)?;
+    let results: Vec<&str> = output
+        .lines()
+        .filter(|line| line.starts_with("test ") || line.contains("loom:"))
+        .collect();
+    println!("{}", results.join("\n"));
+    if !passed {
+        return Err(format!("the loom exploration failed:\n{output}"));
+    }
+    codegen()
+}
+
+/// What each probe must compile to, in order (alternatives separated by `|`): the Arm mapping the
+/// rendezvous crate's *Orderings* argument assumes.
+const EXPECTED_CODE: &[(&str, &[&str])] = &[
+    (
+        "probe_increment",
+        &["ldaxr|ldaddal", "stlxr|ldaddal", "dmb\tish"],
+    ),
+    ("probe_store_record", &["stlrb", "dmb\tish"]),
+    ("probe_load_counter", &["ldar|ldapr"]),
+    ("probe_store_serviced", &["stlr"]),
+];
+
+const PROBE: &str = r#"#![no_std]
+use rendezvous::{AtomicRendezvousMemory, CpuIndex, CpuRecord, RendezvousMemory};
+#[unsafe(no_mangle)]
+pub fn probe_increment(memory: &AtomicRendezvousMemory<'_>) -> u64 {
+    memory.increment_request_counter()
+}
+#[unsafe(no_mangle)]
+pub fn probe_store_record(memory: &AtomicRendezvousMemory<'_>, record: CpuRecord) {
+    memory.store_cpu_record(CpuIndex::new(0), record)
+}
+#[unsafe(no_mangle)]
+pub fn probe_load_counter(memory: &AtomicRendezvousMemory<'_>) -> u64 {
+    memory.load_request_counter()
+}
+#[unsafe(no_mangle)]
+pub fn probe_store_serviced(memory: &AtomicRendezvousMemory<'_>, value: u64) {
+    memory.store_serviced(CpuIndex::new(0), value)
+}
+"#;
+
+/// Compiles `rendezvous` and a probe for the firmware's target and checks the instructions of
+/// each memory access (the orderings' Arm mapping: LDAR/STLR, the exclusive pair, DMB ISH).
+fn codegen() -> Result<(), String> {
+    let directory = target_dir().join("codegen");
+    fs::create_dir_all(&directory)
+        .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+    let library = directory.join("librendezvous.rlib");
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|root| root.join("crates/rendezvous/src/lib.rs"))
+        .ok_or("no workspace root")?;
+    let common = [
+        "--edition",
+        "2024",
+        "-C",
+        "opt-level=2",
+        "--target",
+        "aarch64-unknown-none-softfloat",
+    ];
+    let rustc = |args: &[&str]| -> Result<(), String> {
+        let status = Command::new("rustc")
+            .args(common)
+            .args(args)
+            .status()
+            .map_err(|error| format!("cannot run rustc: {error}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("rustc {args:?} failed ({status})"))
+        }
+    };
+    let library_path = library.display().to_string();
+    rustc(&[
+        "--crate-type",
+        "rlib",
+        "--crate-name",
+        "rendezvous",
+        &source.display().to_string(),
+        "-o",
+        &library_path,
+    ])?;
+    let probe = directory.join("probe.rs");
+    fs::write(&probe, PROBE).map_err(|error| format!("cannot write the probe: {error}"))?;
+    let assembly = directory.join("probe.s");
+    rustc(&[
+        "--crate-type",
+        "lib",
+        "--emit",
+        "asm",
+        "--extern",
+        &format!("rendezvous={library_path}"),
+        &probe.display().to_string(),
+        "-o",
+        &assembly.display().to_string(),
+    ])?;
+    let text = fs::read_to_string(&assembly)
+        .map_err(|error| format!("cannot read {}: {error}", assembly.display()))?;
+    let mut failures = Vec::new();
+    for (function, expected) in EXPECTED_CODE {
+        let body: Vec<&str> = text
+            .split(&format!("\n{function}:"))
+            .nth(1)
+            .unwrap_or("")
+            .lines()
+            .take_while(|line| !line.contains(".cfi_endproc") && !line.trim().starts_with(".size"))
+            .map(str::trim)
+            .filter(|line| !line.starts_with('.') && !line.is_empty())
+            .collect();
+        let mut position = 0;
+        let mut found = Vec::new();
+        for wanted in *expected {
+            let alternatives: Vec<&str> = wanted.split('|').collect();
+            let hit = body.iter().enumerate().skip(position).find(|(_, line)| {
+                alternatives
+                    .iter()
+                    .any(|alternative| line.starts_with(alternative))
+            });
+            match hit {
+                Some((index, line)) => {
+                    found.push(line.to_string());
+                    position = index + 1;
+                }
+                None => failures.push(format!(
+                    "{function}: expected {wanted} (after {found:?}) in {body:?}"
+                )),
+            }
+        }
+        println!("xtask: codegen {function}: {}", found.join("; "));
+    }
+    if failures.is_empty() {
+        println!("xtask: the rendezvous memory compiles to the instructions its argument assumes");
+        Ok(())
+    } else {
+        Err(format!("unexpected code:\n  {}", failures.join("\n  ")))
     }
 }

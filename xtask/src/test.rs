@@ -24,6 +24,7 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
         lint_linux_side()?;
     }
     run_host_tests(&[])?;
+    crate::model::loom_and_codegen()?;
     crate::monitor_tests::run_qemu_tests()?;
     crate::monitor_tests::benchmark()?;
     crate::demo::run_qemu_tests()?;

@@ -294,6 +294,9 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
                     self.platform.observe(ProtectionEvent::FirmwareDvmSyncDone);
                     Ok(())
                 }
+                #[cfg(mutant = "mem_protect_ignores_call_failure")]
+                Err(_) => Ok(()),
+                #[cfg(not(mutant = "mem_protect_ignores_call_failure"))]
                 Err(code) => Err(code),
             }
             .map_err(|code| MemProtectError::FirmwareCallFailed { code }),
@@ -361,6 +364,9 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
             Operation::Annotate(annotation),
         )?)?;
         // Commit.
+        #[cfg(mutant = "mem_protect_hyp_owns_before_call")]
+        self.hypervisor
+            .set(range.clone(), HypervisorPageState::Owned);
         if let Err(error) = self.revoke_host_access(range.clone(), annotation) {
             self.roll_back_to_host(range);
             return Err(error);
@@ -513,7 +519,10 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         tables_available(&self.host, address, size, Operation::Annotate(annotation))?;
 
         // Commit.
+        #[cfg(mutant = "mem_protect_guest_maps_before_call")]
+        let _ = self.apply_to_guest(slot, guest_address, size, guest_map(address));
         if let Err(error) = self.revoke_host_access(range.clone(), annotation) {
+            #[cfg(not(mutant = "mem_protect_donate_rollback_skipped"))]
             self.roll_back_to_host(range);
             return Err(error);
         }
@@ -690,6 +699,8 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         if let Err(error) = self.revoke_host_access(page.clone(), annotation) {
             // Back to the borrowed mapping the host had: the page table entry exists, nothing to allocate.
             let borrowed = host_map(address, PageState::SharedBorrowed);
+            #[cfg(mutant = "mem_protect_unshare_rollback_keeps_annotation")]
+            let borrowed = Operation::Annotate(annotation);
             if self
                 .host
                 .apply(address, PAGE_SIZE, borrowed, &mut self.platform)

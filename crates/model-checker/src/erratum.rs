@@ -31,11 +31,11 @@
 
 use core::ops::Range;
 
-use mem_protect::{Component, ErratumMitigation, HOST_VMID, PAGE_SIZE, ProtectionEvent};
+use mem_protect::{ErratumMitigation, HOST_VMID, PAGE_SIZE, ProtectionEvent};
 use stage2::TlbEvent;
 
 use crate::explorer::Model;
-use crate::recording::{HostMapping, HypervisorStep, MODEL_PAGES, RecordedTransition};
+use crate::recording::{HostMapping, HypervisorStep, MODEL_PAGES, PageView, RecordedTransition};
 
 /// Most CPUs the model holds.
 pub const MAX_CPUS: usize = 4;
@@ -92,6 +92,8 @@ pub struct ErratumConfig {
     pub mechanism: SyncMechanism,
     /// Which safety properties count as violations.
     pub properties: Properties,
+    /// Whether the firmware call may fail (time out) instead of succeeding (EL3 rendezvous).
+    pub failures: bool,
 }
 
 /// Which safety properties are checked.
@@ -184,8 +186,15 @@ pub struct ErratumState {
     pub ipa_done: u8,
     /// Whether the host's `TLBI VMALLE1IS` completed.
     pub stage1_done: bool,
-    /// Pages transferred to the new owner.
-    pub transferred: u8,
+    /// Pages whose combined (stage-1 + stage-2) entries a completed `TLBI VMALLE1IS` removed for
+    /// good: those whose stage-2 invalidation had *completed* when the stage-1 one was issued.
+    /// Otherwise a walk between the two may refill a combined entry from the stale stage-2 entry
+    /// (hence the architecture's `TLBI IPAS2E1IS; DSB; TLBI VMALLE1IS; DSB` order).
+    pub stage1_effective_done: u8,
+    /// The same, for a `TLBI VMALLE1IS` issued and not yet completed.
+    pub stage1_effective_issued: u8,
+    /// A failed firmware call left the host without a page it had, or gave it to the new owner.
+    pub failure_not_rolled_back: bool,
     /// Pages the new owner wrote.
     pub new_owner_wrote: u8,
     /// Properties broken so far.
@@ -215,6 +224,9 @@ pub enum ErratumAction {
     HypervisorStep,
     /// Every target acknowledged: the firmware call returns success.
     BroadcastAcknowledged,
+    /// The firmware call fails (EL3's rendezvous timed out): accesses of other CPUs may still be
+    /// in flight, and the code takes its failure path.
+    FirmwareFails,
     /// The waiting hypervisor gives up (a target has masked interrupts).
     Timeout,
     /// A host CPU takes the broadcast interrupt: DSB, acknowledge.
@@ -296,8 +308,11 @@ impl ErratumModel {
                 run.after[page].host_may_access()
             }
             Hypervisor::Running { .. } | Hypervisor::Waiting { .. } => {
-                let translation_gone = state.ipa_done & bit(page) != 0 && state.stage1_done;
-                self.recording.before[page] == HostMapping::Mapped && !translation_gone
+                let translation_gone =
+                    state.ipa_done & state.stage1_effective_done & bit(page) != 0;
+                let stale = self.recording.before[page] == HostMapping::Mapped && !translation_gone;
+                // A valid entry written back during the call (a rollback) translates again.
+                stale || self.view(state)[page].host == HostMapping::Mapped
             }
         }
     }
@@ -313,7 +328,7 @@ impl ErratumModel {
             return;
         };
         let page = usize::from(access.page);
-        if state.transferred & bit(page) != 0 {
+        if self.transferred(state) & bit(page) != 0 {
             state.broken.landed_after_transfer = true;
         }
         if access.kind == AccessKind::Load && state.new_owner_wrote & bit(page) != 0 {
@@ -341,6 +356,8 @@ impl ErratumModel {
         }
         state.ipa_done |= state.ipa_issued;
         state.stage1_done |= state.stage1_issued;
+        state.stage1_effective_done |= state.stage1_effective_issued;
+        state.stage1_effective_issued = 0;
         state.ipa_issued = 0;
         state.stage1_issued = false;
         if self.config.cpu_kind == CpuKind::Correct {
@@ -356,6 +373,51 @@ impl ErratumModel {
         } else {
             Hypervisor::Running { next, failed }
         };
+        if state.hypervisor == (Hypervisor::Returned { failed: true }) {
+            // F: the host has every page it had, with the access it had, and the new owner has
+            // none it did not have (read from the tables, not from the code's events).
+            let before = &self.recording.before_views;
+            let after = self.view(state);
+            let restored = before.iter().zip(after).all(|(before, after)| {
+                before.host.host_may_access() == after.host.host_may_access()
+                    && before.owner == after.owner
+            });
+            if !restored {
+                state.failure_not_rolled_back = true;
+            }
+        }
+    }
+
+    /// The real tables at the model's point of the recording: before the hypercall, at the
+    /// recorded call the hypervisor is about to make, or after it returned.
+    pub fn view(&self, state: &ErratumState) -> [PageView; MODEL_PAGES] {
+        let at = |failed: bool, index: usize| {
+            let run = if failed {
+                &self.recording.failure
+            } else {
+                &self.recording.success
+            };
+            run.views
+                .get(index)
+                .or(run.views.last())
+                .copied()
+                .unwrap_or(self.recording.before_views)
+        };
+        match state.hypervisor {
+            Hypervisor::NotEntered => self.recording.before_views,
+            Hypervisor::Running { next, failed } => at(failed, usize::from(next)),
+            Hypervisor::Waiting { call } => at(false, usize::from(call)),
+            Hypervisor::Returned { failed } => at(failed, usize::MAX),
+        }
+    }
+
+    /// Pages the tables give to the new owner alone, as a mask.
+    fn transferred(&self, state: &ErratumState) -> u8 {
+        self.view(state)
+            .iter()
+            .enumerate()
+            .filter(|(_, view)| view.transferred())
+            .fold(0, |mask, (index, _)| mask | bit(index))
     }
 
     fn hypervisor_step(&self, state: &mut ErratumState, next: u8, failed: bool) {
@@ -373,6 +435,7 @@ impl ErratumModel {
             HypervisorStep::Tlb(TlbEvent::InvalidateStage1ForVmid { vmid }) => {
                 if *vmid == HOST_VMID {
                     state.stage1_issued = true;
+                    state.stage1_effective_issued |= state.ipa_done;
                 }
             }
             HypervisorStep::Tlb(TlbEvent::DsbInnerShareable) => self.dsb(state),
@@ -393,11 +456,7 @@ impl ErratumModel {
                     return;
                 }
             },
-            HypervisorStep::Protection(ProtectionEvent::OwnershipTransferred { range, to }) => {
-                if *to != Component::Host {
-                    state.transferred |= self.pages_in(range.clone());
-                }
-            }
+            // Events are only labels: who owns a page is read from the tables (`Self::view`).
             HypervisorStep::Protection(_) => {}
         }
         self.advance(state, next + 1, failed);
@@ -454,7 +513,9 @@ impl Model for ErratumModel {
             stage1_issued: false,
             ipa_done: 0,
             stage1_done: false,
-            transferred: 0,
+            stage1_effective_done: 0,
+            stage1_effective_issued: 0,
+            failure_not_rolled_back: false,
             new_owner_wrote: 0,
             broken: Broken {
                 landed_after_transfer: false,
@@ -502,7 +563,7 @@ impl Model for ErratumModel {
             }
         }
         for page in 0..MODEL_PAGES {
-            if state.transferred & !state.new_owner_wrote & bit(page) != 0 {
+            if self.transferred(state) & !state.new_owner_wrote & bit(page) != 0 {
                 actions.push(ErratumAction::NewOwnerWrites {
                     page: u8::try_from(page).unwrap_or(0),
                 });
@@ -512,7 +573,14 @@ impl Model for ErratumModel {
         // follow the hypervisor as far as it gets.
         match state.hypervisor {
             Hypervisor::NotEntered => actions.push(ErratumAction::Hypercall),
-            Hypervisor::Running { .. } => actions.push(ErratumAction::HypervisorStep),
+            Hypervisor::Running { next, failed } => {
+                let at_call = self.steps(failed).get(usize::from(next))
+                    == Some(&HypervisorStep::FirmwareCall);
+                if at_call && self.config.failures && !failed {
+                    actions.push(ErratumAction::FirmwareFails);
+                }
+                actions.push(ErratumAction::HypervisorStep);
+            }
             Hypervisor::Waiting { .. } => {
                 if self.targets_answered(state) {
                     actions.push(ErratumAction::BroadcastAcknowledged);
@@ -561,6 +629,13 @@ impl Model for ErratumModel {
                     self.advance(&mut next, call + 1, false);
                 }
             }
+            ErratumAction::FirmwareFails => {
+                if let Hypervisor::Running { next: call, .. } = state.hypervisor {
+                    // The caller's own DSB ran; the other CPUs' accesses may still be in flight.
+                    self.land_all(&mut next, 0, u8::MAX);
+                    self.advance(&mut next, call + 1, true);
+                }
+            }
             ErratumAction::Timeout => {
                 if let Hypervisor::Waiting { call } = state.hypervisor {
                     let failed = matches!(
@@ -601,11 +676,23 @@ impl Model for ErratumModel {
         if state.broken.read_new_owner_data {
             return Some("P2 broken: a host load returned data the new owner wrote".into());
         }
+        if state.failure_not_rolled_back {
+            return Some(
+                "F broken: after a failed firmware call the tables do not give the host back \
+                 every page and access it had, or the new owner kept one"
+                    .into(),
+            );
+        }
         None
     }
 
     fn goal_reached(&self, state: &ErratumState) -> bool {
-        state.hypervisor == Hypervisor::Returned { failed: false } && state.transferred != 0
+        match state.hypervisor {
+            Hypervisor::Returned { failed: false } => self.transferred(state) != 0,
+            // A failed call is an answer too (the host keeps its pages), when failures are allowed.
+            Hypervisor::Returned { failed: true } => self.config.failures,
+            _ => false,
+        }
     }
 
     fn goal_description(&self) -> String {
@@ -658,7 +745,8 @@ impl Model for ErratumModel {
                 let access = state.cpus[usize::from(cpu)].in_flight[usize::from(slot)];
                 let text = match access {
                     Some(access) => {
-                        let owner = if state.transferred & bit(usize::from(access.page)) != 0 {
+                        let owner = if self.transferred(state) & bit(usize::from(access.page)) != 0
+                        {
                             "now owned by the new owner"
                         } else {
                             "still the host's"
@@ -687,6 +775,11 @@ impl Model for ErratumModel {
             ErratumAction::BroadcastAcknowledged => (
                 0,
                 "every target acknowledged: the call returns success".into(),
+            ),
+            ErratumAction::FirmwareFails => (
+                0,
+                "SMC 0x81000010 fails (EL3 timed out): other CPUs' accesses may be in flight"
+                    .into(),
             ),
             ErratumAction::Timeout => (
                 0,

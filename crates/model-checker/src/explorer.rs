@@ -33,6 +33,13 @@ pub trait Model {
     /// What the goal is, in words (for liveness counterexamples).
     fn goal_description(&self) -> String;
 
+    /// Whether `action` counts for liveness (fairness): the goal must be reachable from every
+    /// reachable state through fair actions alone. Unfair actions are ones the environment may
+    /// never take (an off CPU powering on, a new call being made). Default: every action is fair.
+    fn fair(&self, _action: &Self::Action) -> bool {
+        true
+    }
+
     /// The lanes of a timeline (one per CPU, plus other actors).
     fn lanes(&self) -> Vec<String>;
 
@@ -138,6 +145,8 @@ pub struct Exploration {
     pub transitions: usize,
     /// Wall time.
     pub elapsed: Duration,
+    /// Bytes the search held at its peak, approximately (visited set, parents, edges).
+    pub memory_bytes: usize,
     /// The counterexample, for a violation (the shortest one found).
     pub counterexample: Option<Counterexample>,
     /// Shortest counterexamples of the other properties found broken (one per property).
@@ -156,12 +165,34 @@ impl Exploration {
     }
 }
 
-/// The fingerprint a state is remembered by. `DefaultHasher::new()` has fixed keys, so runs are
-/// reproducible; a 64-bit collision could hide a state (probability ~n²/2⁶⁵, negligible here).
-fn fingerprint<S: Hash>(state: &S) -> u64 {
-    let mut hasher = DefaultHasher::new();
-    state.hash(&mut hasher);
-    hasher.finish()
+/// The fingerprint a state is remembered by: two independent 64-bit hashes of it, SipHash-1-3
+/// (`DefaultHasher::new()`, fixed keys, so runs are reproducible) and FNV-1a, a different
+/// algorithm. Two distinct states share a fingerprint only if both hashes collide at once; for
+/// independent hashes that is about n²/2¹²⁹ for n states (below 10⁻²⁴ for every run here).
+fn fingerprint<S: Hash>(state: &S) -> u128 {
+    let mut sip = DefaultHasher::new();
+    state.hash(&mut sip);
+    let mut fnv = Fnv1a(FNV_OFFSET);
+    state.hash(&mut fnv);
+    (u128::from(sip.finish()) << 64) | u128::from(fnv.finish())
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a over the bytes a `Hash` implementation feeds it.
+struct Fnv1a(u64);
+
+impl Hasher for Fnv1a {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
+        }
+    }
 }
 
 /// Prints a progress line at most once a second, after the first two seconds.
@@ -217,7 +248,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
     let start = Instant::now();
     let mut progress = Progress::new(name, limits.progress);
     let initial = model.initial_state();
-    let mut index_of: HashMap<u64, u32> = HashMap::new();
+    let mut index_of: HashMap<u128, u32> = HashMap::new();
     // Per state: its parent and the action that led to it (the root has none).
     let mut parents: Vec<Option<(u32, M::Action)>> = Vec::new();
     let mut goal: Vec<bool> = Vec::new();
@@ -272,10 +303,16 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
                     new_index
                 }
             };
-            edges.push((index, next_index));
+            if model.fair(&action) {
+                edges.push((index, next_index));
+            }
         }
     }
 
+    let memory_bytes = index_of.capacity() * (size_of::<u128>() + size_of::<u32>() + 1)
+        + parents.capacity() * size_of::<Option<(u32, M::Action)>>()
+        + edges.capacity() * size_of::<(u32, u32)>()
+        + goal.capacity();
     if !violations.is_empty() {
         // The graph stops at violating states: liveness would be meaningless.
         let mut traces = violations
@@ -289,11 +326,12 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
             elapsed: start.elapsed(),
             counterexample,
             further: traces.collect(),
+            memory_bytes,
         };
     }
 
-    // Liveness: walk the edges backwards from every goal state; a state never reached cannot reach
-    // a goal. The lowest such index is one of the shallowest (indices follow BFS order).
+    // Liveness: walk the fair edges backwards from every goal state; a state never reached cannot
+    // reach a goal through fair actions. The lowest such index is one of the shallowest (indices follow BFS order).
     let count = parents.len();
     let mut reverse_start = vec![0u32; count + 1];
     for &(_, to) in &edges {
@@ -338,6 +376,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
                 elapsed: start.elapsed(),
                 counterexample: Some(trace(model, &parents, stuck, message, true)),
                 further: Vec::new(),
+                memory_bytes,
             }
         }
         None => Exploration {
@@ -347,6 +386,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
             elapsed: start.elapsed(),
             counterexample: None,
             further: Vec::new(),
+            memory_bytes,
         },
     }
 }
@@ -359,6 +399,7 @@ fn incomplete(states: usize, transitions: usize, start: Instant) -> Exploration 
         elapsed: start.elapsed(),
         counterexample: None,
         further: Vec::new(),
+        memory_bytes: 0,
     }
 }
 
@@ -505,6 +546,8 @@ pub fn random_walks<M: Model>(
     let mut rng = Rng::new(seed);
     let mut visited = 0usize;
     let mut actions = Vec::new();
+    // A walk keeps one state and its path: nothing grows with the number of walks.
+    let memory_bytes = depth * size_of::<M::Action>();
     for _ in 0..walks {
         let mut state = model.initial_state();
         let mut path: Vec<M::Action> = Vec::new();
@@ -520,6 +563,7 @@ pub fn random_walks<M: Model>(
                     elapsed: start.elapsed(),
                     counterexample: Some(counterexample),
                     further: Vec::new(),
+                    memory_bytes,
                 };
             }
             actions.clear();
@@ -537,6 +581,7 @@ pub fn random_walks<M: Model>(
                         elapsed: start.elapsed(),
                         counterexample: Some(replay(model, &path, message).0),
                         further: Vec::new(),
+                        memory_bytes,
                     };
                 }
                 break;
@@ -553,6 +598,7 @@ pub fn random_walks<M: Model>(
         elapsed: start.elapsed(),
         counterexample: None,
         further: Vec::new(),
+        memory_bytes,
     }
 }
 

@@ -39,7 +39,7 @@
 //! is a deadlock or blackout, reported with the path to it. Random walks cover bounds too large to
 //! exhaust. It is one file of a few hundred lines, with no dependency.
 //!
-//! # Modelling decisions
+//! # Modelling decisions, assumptions and fairness
 //!
 //! - The host is adversarial: it may issue any access the translation allows at any point, and mask
 //!   interrupts for good (part (b)). A timeout fires only when a target has masked interrupts: a CPU
@@ -47,13 +47,38 @@
 //! - During a transition, a host CPU may still use a TLB entry for a page until the hypervisor has
 //!   both invalidated it (`TLBI IPAS2E1IS` of the page, `TLBI VMALLE1IS` of the host VMID) and
 //!   completed those with a DSB; before and after the transition only the walk counts.
-//! - Liveness is "from every reachable state the goal is still reachable", which the adversarial
-//!   mask makes meaningful: a host that masks for good removes every path to completion.
+//! - **Ownership is read from state, not events.** The recording stops the real code at each of its
+//!   platform calls (unwinding out of the platform, no panic hook) and reads the real tables there:
+//!   the host's stage-2 walk, the guest's stage-2 walk and the hypervisor's page states. A page is
+//!   transferred when the new owner's own tables give it the page exclusively (guest `Owned` mapping,
+//!   hypervisor `Owned`); P1/P2 and the new owner's writes use that, and the code's
+//!   `OwnershipTransferred` events are only labels in traces.
+//! - **Failures (part (a)).** With the EL3 rendezvous the firmware call may fail (EL3 timed out) at
+//!   the call: the other CPUs' accesses may still be in flight, and the recorded failure run follows.
+//!   **F:** when a failed call returns, the tables give the host every page with the access it had
+//!   before, and the new owner nothing it did not have. Liveness then means "the hypercall returns"
+//!   (either way). Part (c) lets each caller's deadline pass at any point (`c-deadlines`): a call
+//!   then ends `Timeout`, and nothing else may change.
+//! - **Fairness (liveness).** Part (c)/(d): from every reachable state, a state with no CPU inside a
+//!   role must be reachable through *fair* moves alone: a CPU inside a role keeps stepping, a CPU at
+//!   the lower EL takes a pending FIQ, a per-core timeout of part (d) expires. An off or suspended
+//!   CPU may stay so for ever, nothing forces a new call or power transition, and the own protocol's
+//!   deadline is not counted on (liveness must hold without it). Parts (a)/(b): every move is fair
+//!   (the adversarial host's mask is what makes liveness meaningful there).
+//! - **Hashes.** Visited states are keyed by two independent 64-bit hashes (SipHash-1-3 and FNV-1a):
+//!   a lost state needs both to collide (≈ n²/2¹²⁹, below 10⁻²⁴ at our sizes), so "exhaustive" holds
+//!   with that caveat only.
+//! - **The monitor's atomic memory** is not explored here (this harness uses `CellRendezvousMemory`,
+//!   sequentially consistent): `crates/rendezvous/tests/loom.rs` explores `AtomicRendezvousMemory`
+//!   under the C11 model with `loom` (`cargo xtask model --loom`).
+//! - **Mutation score.** [`mutants`] lists bugs seeded in the library crates behind
+//!   `cfg(mutant = ...)`; `cargo xtask model --mutants` runs the checker once per mutant.
 
 #![forbid(unsafe_code)]
 
 pub mod erratum;
 pub mod explorer;
+pub mod mutants;
 pub mod recording;
 pub mod reference;
 pub mod rendezvous_model;
@@ -193,6 +218,7 @@ pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumCon
         cpu_kind,
         mechanism,
         properties: Properties::Both,
+        failures: matches!(mechanism, SyncMechanism::El3Rendezvous),
     }
 }
 
@@ -219,6 +245,7 @@ pub fn rendezvous_bounds() -> Vec<(&'static str, &'static str, RendezvousConfig)
             leaves: leaves.to_vec(),
             leave_kinds: kinds.to_vec(),
             timeouts: false,
+            deadlines: false,
         };
     vec![
         (
@@ -391,12 +418,49 @@ pub fn catalogue() -> Vec<Scenario> {
             search: Search::Exhaustive,
         });
     }
+    let bounded = |affected: &[bool], calls: &[u8], leaves: &[u8], deadlines| RendezvousConfig {
+        affected: affected.to_vec(),
+        calls: calls.to_vec(),
+        leaves: leaves.to_vec(),
+        leave_kinds: ALL_LEAVES.to_vec(),
+        timeouts: false,
+        deadlines,
+    };
+    let deeper = [
+        (
+            "c-deadlines",
+            "rendezvous crate: 3 CPUs, 2 concurrent callers whose deadline may pass at any point",
+            bounded(&[true; 3], &[1, 1, 0], &[0, 0, 0], true),
+        ),
+        (
+            "c-two-calls-two-transitions",
+            "rendezvous crate: 2 CPUs, 2 calls and 2 power transitions (any kind) each",
+            bounded(&[true; 2], &[2, 2], &[2, 2], false),
+        ),
+        (
+            "c-3cpus-repeated",
+            "rendezvous crate: 3 CPUs, one makes 2 calls while the others each make 2 power \
+             transitions (any kind); one CPU unaffected",
+            bounded(&[true, true, false], &[2, 0, 0], &[0, 2, 2], false),
+        ),
+    ];
+    for (name, description, config) in deeper {
+        scenarios.push(Scenario {
+            part: Part::Rendezvous,
+            name: name.into(),
+            description: description.into(),
+            expected: Verdict::Holds,
+            subject: Subject::OwnRendezvous(config),
+            search: Search::Exhaustive,
+        });
+    }
     let larger = RendezvousConfig {
         affected: vec![true; 4],
         calls: vec![2, 1, 1, 0],
         leaves: vec![1, 1, 2, 2],
         leave_kinds: ALL_LEAVES.to_vec(),
         timeouts: false,
+        deadlines: false,
     };
     scenarios.push(Scenario {
         part: Part::Rendezvous,

@@ -3,12 +3,15 @@
 //! The erratum model then replays that recording one step at a time while host CPUs act in between.
 
 use core::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use mem_protect::{
-    Component, ErratumMitigation, HypervisorPages, MemProtect, MemProtectError, MemoryLayout,
-    PAGE_SIZE, ProtectionEvent, ProtectionPlatform,
+    Component, ErratumMitigation, HypervisorPageState, HypervisorPages, MemProtect,
+    MemProtectError, MemoryLayout, PAGE_SIZE, ProtectionEvent, ProtectionPlatform,
 };
-use stage2::{Entry, Geometry, PagePool, TablePage, TlbEvent, TlbMaintenance, Vmid};
+use stage2::{
+    Entry, Geometry, PagePool, PageState, Stage2Table, TablePage, TlbEvent, TlbMaintenance, Vmid,
+};
 
 /// The physical memory of the recorded machine (4 MiB of DRAM, the last 512 KiB the hypervisor's).
 const DRAM: Range<u64> = 0x4000_0000..0x4040_0000;
@@ -90,11 +93,43 @@ impl HostMapping {
     }
 }
 
+/// What the new owner's own tables say about a model page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OwnerAccess {
+    /// The new owner has no access (guest: no valid stage-2 entry; hypervisor: no page state).
+    None,
+    /// The new owner maps the page but shares it with the host (guest `SharedOwned`; hypervisor
+    /// `Borrowed`).
+    Shared,
+    /// The new owner has the page to itself (guest `Owned` mapping; hypervisor `Owned`).
+    Exclusive,
+}
+
+/// Who may access a model page, read from the real tables: the host's stage-2 (walk), the new
+/// owner's (the guest's stage-2 walk, or the hypervisor's page states).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PageView {
+    /// The host's stage-2.
+    pub host: HostMapping,
+    /// The new owner's access.
+    pub owner: OwnerAccess,
+}
+
+impl PageView {
+    /// Whether the page is the new owner's alone (the point of no return of a transfer).
+    pub fn transferred(self) -> bool {
+        self.owner == OwnerAccess::Exclusive
+    }
+}
+
 /// One run of a transition by the real code.
 #[derive(Clone, Debug)]
 pub struct Run {
     /// What the code asked of the machine, in order.
     pub steps: Vec<HypervisorStep>,
+    /// `views[k]`: the tables, read when the code made its call number `k` (so after every table
+    /// write that came before it); `views[steps.len()]` is the state after the call returned.
+    pub views: Vec<[PageView; MODEL_PAGES]>,
     /// The host's stage-2 for each model page after the call.
     pub after: [HostMapping; MODEL_PAGES],
     /// What the call returned.
@@ -112,6 +147,8 @@ pub struct RecordedTransition {
     pub pages: [u64; MODEL_PAGES],
     /// The host's stage-2 for each model page before the call.
     pub before: [HostMapping; MODEL_PAGES],
+    /// The tables before the call.
+    pub before_views: [PageView; MODEL_PAGES],
     /// The run in which `firmware_dvm_sync` answered `Ok`.
     pub success: Run,
     /// The run in which it answered `Err(-1)` (identical to `success` when no call is made).
@@ -148,44 +185,57 @@ impl core::error::Error for RecordingError {}
 struct RecordingPlatform {
     steps: Vec<HypervisorStep>,
     firmware_fails: bool,
+    /// Stop the code (unwind out of it) when it makes this call, so that the tables can be read
+    /// as they are at that point.
+    stop_at: Option<usize>,
+}
+
+/// The payload of the unwinding that stops the code at a call (`resume_unwind`: no panic hook, no
+/// message).
+struct StopHere;
+
+impl RecordingPlatform {
+    fn push(&mut self, step: HypervisorStep) {
+        if self.stop_at == Some(self.steps.len()) {
+            resume_unwind(Box::new(StopHere));
+        }
+        self.steps.push(step);
+    }
 }
 
 impl TlbMaintenance for RecordingPlatform {
     fn invalidate_ipa(&mut self, vmid: Vmid, ipa: u64, level: u8) {
-        self.steps
-            .push(HypervisorStep::Tlb(TlbEvent::InvalidateIpa {
-                vmid,
-                ipa,
-                level,
-            }));
+        self.push(HypervisorStep::Tlb(TlbEvent::InvalidateIpa {
+            vmid,
+            ipa,
+            level,
+        }));
     }
     fn dsb_inner_shareable(&mut self) {
-        self.steps
-            .push(HypervisorStep::Tlb(TlbEvent::DsbInnerShareable));
+        self.push(HypervisorStep::Tlb(TlbEvent::DsbInnerShareable));
     }
     fn invalidate_stage1_for_vmid(&mut self, vmid: Vmid) {
-        self.steps
-            .push(HypervisorStep::Tlb(TlbEvent::InvalidateStage1ForVmid {
-                vmid,
-            }));
+        self.push(HypervisorStep::Tlb(TlbEvent::InvalidateStage1ForVmid {
+            vmid,
+        }));
     }
     fn isb(&mut self) {
-        self.steps.push(HypervisorStep::Tlb(TlbEvent::Isb));
+        self.push(HypervisorStep::Tlb(TlbEvent::Isb));
     }
 }
 
 impl ProtectionPlatform for RecordingPlatform {
     fn firmware_dvm_sync(&mut self) -> Result<(), i64> {
-        self.steps.push(HypervisorStep::FirmwareCall);
+        self.push(HypervisorStep::FirmwareCall);
         if self.firmware_fails { Err(-1) } else { Ok(()) }
     }
     fn zero_page(&mut self, physical_address: u64) {
-        self.steps.push(HypervisorStep::ZeroPage(physical_address));
+        self.push(HypervisorStep::ZeroPage(physical_address));
     }
     /// Caches are not part of the model (its memory is coherent): nothing to replay.
     fn clean_to_point_of_coherency(&mut self, _range: core::ops::Range<u64>) {}
     fn observe(&mut self, event: ProtectionEvent) {
-        self.steps.push(HypervisorStep::Protection(event));
+        self.push(HypervisorStep::Protection(event));
     }
 }
 
@@ -197,13 +247,80 @@ fn setup<T>(what: &'static str, result: Result<T, MemProtectError>) -> Result<T,
     result.map_err(|error| RecordingError::Setup(what, error))
 }
 
+/// What one run up to a stop (or to the end) left behind.
+struct PartialRun {
+    before: [HostMapping; MODEL_PAGES],
+    before_views: [PageView; MODEL_PAGES],
+    steps: Vec<HypervisorStep>,
+    /// The tables where the run stopped (or after it returned).
+    views: [PageView; MODEL_PAGES],
+    after: [HostMapping; MODEL_PAGES],
+    /// `None` when stopped before returning.
+    result: Option<Result<(), MemProtectError>>,
+    new_owner: Component,
+}
+
+/// The new owner's access to `page` (guest page `guest_page` for a guest).
+fn owner_access<P: stage2::TablePool>(
+    machine: &MemProtect<'_, P, RecordingPlatform>,
+    new_owner: Component,
+    page: u64,
+    guest_page: u64,
+) -> OwnerAccess {
+    match new_owner {
+        Component::Guest(vm) => {
+            guest_access(machine.vm(vm).map(|vm| vm.stage2()), page, guest_page)
+        }
+        Component::Hypervisor => match machine.hypervisor_pages().state(page) {
+            HypervisorPageState::Owned => OwnerAccess::Exclusive,
+            HypervisorPageState::Borrowed => OwnerAccess::Shared,
+            HypervisorPageState::NoAccess => OwnerAccess::None,
+        },
+        Component::Host => OwnerAccess::None,
+    }
+}
+
+fn guest_access<P: stage2::TablePool>(
+    table: Option<&Stage2Table<P>>,
+    page: u64,
+    guest_page: u64,
+) -> OwnerAccess {
+    match table.map(|table| table.walk(guest_page)) {
+        Some(Entry::Mapped {
+            output, attributes, ..
+        }) if output == page => match attributes.state {
+            PageState::Owned => OwnerAccess::Exclusive,
+            _ => OwnerAccess::Shared,
+        },
+        _ => OwnerAccess::None,
+    }
+}
+
+fn views<P: stage2::TablePool>(
+    machine: &MemProtect<'_, P, RecordingPlatform>,
+    new_owner: Component,
+    pages: [u64; MODEL_PAGES],
+) -> [PageView; MODEL_PAGES] {
+    core::array::from_fn(|index| PageView {
+        host: HostMapping::of(machine.host_stage2().walk(pages[index])),
+        owner: owner_access(machine, new_owner, pages[index], guest_page(index)),
+    })
+}
+
+/// The guest address of model page `index` (the transitions map model page `i` at guest page `i`).
+fn guest_page(index: usize) -> u64 {
+    u64::try_from(index).unwrap_or(0) * PAGE_SIZE
+}
+
 /// Builds a fresh machine, brings the model pages into the state the transition starts from, runs
-/// the transition with the firmware call answering as told, and returns the set-up mapping and the run.
+/// the transition with the firmware call answering as told, stopping it at call `stop_at` if
+/// given, and returns what the tables say then.
 fn run_once(
     transition: Transition,
     mitigation: ErratumMitigation,
     firmware_fails: bool,
-) -> Result<([HostMapping; MODEL_PAGES], Run, Component), RecordingError> {
+    stop_at: Option<usize>,
+) -> Result<PartialRun, RecordingError> {
     let mut host_tables: Box<[TablePage]> = (0..32).map(|_| TablePage::ZEROED).collect();
     let mut guest_tables: Box<[TablePage]> = (0..16).map(|_| TablePage::ZEROED).collect();
     let mut hypervisor_bits = vec![0u8; HypervisorPages::bytes_needed(DRAM.end - DRAM.start)];
@@ -261,10 +378,41 @@ fn run_once(
         Transition::HostDonatesToHypervisor => Component::Hypervisor,
     };
     let before = pages.map(|address| HostMapping::of(machine.host_stage2().walk(address)));
+    let before_views = views(&machine, new_owner, pages);
     machine.platform_mut().steps.clear();
     // Only the transition's own firmware call answers as told; the set-up's calls succeed.
     machine.platform_mut().firmware_fails = firmware_fails;
-    let result = match (transition, new_owner) {
+    machine.platform_mut().stop_at = stop_at;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        run_transition(&mut machine, transition, new_owner, pages)
+    }));
+    let result = match outcome {
+        Ok(result) => Some(result),
+        Err(payload) if payload.is::<StopHere>() => None,
+        Err(payload) => resume_unwind(payload),
+    };
+    machine.platform_mut().stop_at = None;
+    let after = pages.map(|address| HostMapping::of(machine.host_stage2().walk(address)));
+    let views = views(&machine, new_owner, pages);
+    let steps = core::mem::take(&mut machine.platform_mut().steps);
+    Ok(PartialRun {
+        before,
+        before_views,
+        steps,
+        views,
+        after,
+        result,
+        new_owner,
+    })
+}
+
+fn run_transition<P: stage2::TablePool>(
+    machine: &mut MemProtect<'_, P, RecordingPlatform>,
+    transition: Transition,
+    new_owner: Component,
+    pages: [u64; MODEL_PAGES],
+) -> Result<(), MemProtectError> {
+    match (transition, new_owner) {
         (Transition::HostDonatesToGuest, Component::Guest(vm)) => {
             machine.host_donate_guest(vm, pages[0], 0, 2)
         }
@@ -272,18 +420,33 @@ fn run_once(
             machine.guest_unshare_host(vm, 0).map(|_| ())
         }
         _ => machine.host_donate_hypervisor(pages[0], 2),
+    }
+}
+
+/// Runs the transition to the end, then once more per call it made, stopped at that call, to read
+/// the tables as they were at each call.
+fn run_with_views(
+    transition: Transition,
+    mitigation: ErratumMitigation,
+    firmware_fails: bool,
+) -> Result<(PartialRun, Run), RecordingError> {
+    let full = run_once(transition, mitigation, firmware_fails, None)?;
+    let mut views = Vec::with_capacity(full.steps.len() + 1);
+    for stop in 0..full.steps.len() {
+        let stopped = run_once(transition, mitigation, firmware_fails, Some(stop))?;
+        if stopped.result.is_some() || full.steps.get(..stop) != Some(&stopped.steps[..]) {
+            return Err(RecordingError::RunsDiverge);
+        }
+        views.push(stopped.views);
+    }
+    views.push(full.views);
+    let run = Run {
+        steps: full.steps.clone(),
+        views,
+        after: full.after,
+        result: full.result.unwrap_or(Ok(())),
     };
-    let after = pages.map(|address| HostMapping::of(machine.host_stage2().walk(address)));
-    let steps = core::mem::take(&mut machine.platform_mut().steps);
-    Ok((
-        before,
-        Run {
-            steps,
-            after,
-            result,
-        },
-        new_owner,
-    ))
+    Ok((full, run))
 }
 
 /// Records `transition` as the real code runs it under `mitigation`.
@@ -291,8 +454,8 @@ pub fn record(
     transition: Transition,
     mitigation: ErratumMitigation,
 ) -> Result<RecordedTransition, RecordingError> {
-    let (before, success, new_owner) = run_once(transition, mitigation, false)?;
-    let (_, failure, _) = run_once(transition, mitigation, true)?;
+    let (full, success) = run_with_views(transition, mitigation, false)?;
+    let (_, failure) = run_with_views(transition, mitigation, true)?;
     let call = success
         .steps
         .iter()
@@ -305,9 +468,10 @@ pub fn record(
         transition,
         mitigation,
         pages: [page(0), page(1)],
-        before,
+        before: full.before,
+        before_views: full.before_views,
         success,
         failure,
-        new_owner,
+        new_owner: full.new_owner,
     })
 }

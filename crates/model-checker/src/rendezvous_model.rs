@@ -137,7 +137,8 @@ impl Protocol for OwnProtocol {
     }
 
     fn caller(&self, memory: &Self::Memory, cpu: usize) -> OwnRole {
-        CallerRole::new(memory, CpuIndex::new(cpu), Deadline::NEVER)
+        // Tick 1: the harness's clock reads 0 until the model lets the deadline pass, then 1.
+        CallerRole::new(memory, CpuIndex::new(cpu), Deadline::at(1))
             .map_or(OwnRole::Refused, OwnRole::Caller)
     }
 
@@ -310,6 +311,8 @@ pub struct Cpu<R> {
     pub calls_left: u8,
     /// Power transitions it may still make.
     pub leaves_left: u8,
+    /// The deadline of its current call has passed (`now()` reads past it).
+    pub deadline_passed: bool,
 }
 
 /// A broken safety property.
@@ -365,6 +368,8 @@ pub enum Move {
     Step,
     /// The role's wait times out (protocols with timeouts only).
     Expire,
+    /// The clock passes the deadline of the CPU's call (own protocol, `deadlines` bounds only).
+    DeadlinePasses,
     /// At the lower EL: take the pending FIQ.
     TakeFiq,
     /// At the lower EL: SMC `0x81000010`.
@@ -397,6 +402,9 @@ pub struct RendezvousConfig {
     pub leave_kinds: Vec<Inactivity>,
     /// Whether a blocked caller's per-target timeout may expire (protocols that have one).
     pub timeouts: bool,
+    /// Whether a caller's deadline may pass at any point of its call (the own protocol's
+    /// `Deadline`; an unfair move: liveness must hold without it).
+    pub deadlines: bool,
 }
 
 /// The harness over protocol `P`.
@@ -465,7 +473,7 @@ impl<R> RendezvousPlatform for HarnessPlatform<'_, R> {
     }
 
     fn now(&mut self) -> u64 {
-        0
+        u64::from(self.cpus[self.me].deadline_passed)
     }
 }
 
@@ -507,7 +515,7 @@ impl<P: Protocol> RendezvousModel<P> {
                 }
                 let any_affected = self.config.affected.iter().any(|&affected| affected);
                 match outcome {
-                    Some(CallOutcome::Timeout) if self.config.timeouts => {}
+                    Some(CallOutcome::Timeout) if self.config.timeouts || this.deadline_passed => {}
                     Some(CallOutcome::NotNeeded) if !any_affected => {}
                     Some(CallOutcome::Done) => {}
                     other => {
@@ -520,6 +528,7 @@ impl<P: Protocol> RendezvousModel<P> {
                     }
                 }
                 this.request = 0;
+                this.deadline_passed = false;
                 this.place = Place::LowerEl;
                 this.exposed = true;
             }
@@ -568,6 +577,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             standby_since: 0,
             calls_left: self.config.calls.get(cpu).copied().unwrap_or(0),
             leaves_left: self.config.leaves.get(cpu).copied().unwrap_or(0),
+            deadline_passed: false,
         });
         RendezvousState {
             memory,
@@ -589,6 +599,12 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             };
             match this.place {
                 Place::InRole(task) => {
+                    if self.config.deadlines
+                        && matches!(task, Task::Call(_))
+                        && !this.deadline_passed
+                    {
+                        push(Move::DeadlinePasses);
+                    }
                     if !self.blocked(this, task.role()) {
                         push(Move::Step);
                     } else if self.config.timeouts && self.protocol.expire(task.role()).is_some() {
@@ -657,6 +673,11 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                     self.finish_if_done(&mut next, cpu);
                 }
             }
+            Move::DeadlinePasses => {
+                next.cpus[cpu].deadline_passed = true;
+                // A waiting caller is woken by its timer event stream and reads the clock.
+                next.cpus[cpu].event = true;
+            }
             Move::TakeFiq => {
                 next.cpus[cpu].sgi_pending = false;
                 let role = self.protocol.responder(&next.memory, cpu);
@@ -721,7 +742,17 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
     }
 
     fn goal_description(&self) -> String {
-        "every CPU finishes the role it is in (no deadlock)".into()
+        "every CPU finishes the role it is in (no deadlock), through fair steps alone: roles step, \
+         pending FIQs are taken, per-core timeouts expire; no CPU need power on or wake, nor \
+         any new call or power transition start"
+            .into()
+    }
+
+    /// Fairness: a CPU inside a role keeps stepping, a CPU at the lower EL takes a pending FIQ
+    /// (EL1/EL2 cannot mask it), and a per-core timeout (part (d)) expires. An off or suspended CPU
+    /// may stay so for ever, and nothing obliges a CPU to make a call or change power state.
+    fn fair(&self, action: &CpuMove) -> bool {
+        matches!(action.movement, Move::Step | Move::TakeFiq | Move::Expire)
     }
 
     fn lanes(&self) -> Vec<String> {
@@ -782,6 +813,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 _ => "step".into(),
             },
             Move::Expire => "per-core timeout expires".into(),
+            Move::DeadlinePasses => "the clock passes the call's deadline".into(),
             Move::TakeFiq => "takes the rendezvous FIQ".into(),
             Move::Call => "SMC 0x81000010 (lower-EL accesses may be in flight)".into(),
             Move::Leave(inactivity) => format!("PSCI: leaves as {inactivity:?}"),

@@ -237,6 +237,16 @@ fn c_callers_and_power_transitions() {
 }
 
 #[test]
+fn c_deadlines_may_pass_at_any_point() {
+    verdict("c-deadlines");
+}
+
+#[test]
+fn c_two_calls_and_two_power_transitions_per_cpu() {
+    verdict("c-two-calls-two-transitions");
+}
+
+#[test]
 fn c_random_walks_on_larger_bounds() {
     verdict("c-4cpus-random");
 }
@@ -342,6 +352,7 @@ fn c_a_join_without_its_dsb_is_caught() {
         leaves: vec![0, 1, 0],
         leave_kinds: vec![Inactivity::Off],
         timeouts: false,
+        deadlines: false,
     };
     let exploration = explore(
         &RendezvousModel::new(JoinWithoutService, config),

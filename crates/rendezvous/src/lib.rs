@@ -68,7 +68,7 @@
 //! # Shared state
 //!
 //! Through [`RendezvousMemory`] (real implementation: [`AtomicRendezvousMemory`] over a
-//! [`RendezvousStorage`], all `SeqCst`; for model checkers: [`CellRendezvousMemory`], a plain
+//! [`RendezvousStorage`], acquire/release plus two fences, see *Orderings*; for model checkers: [`CellRendezvousMemory`], a plain
 //! value that can be hashed and compared):
 //! - `counter`: the global request counter; a caller increments it and its new value `R` is the
 //!   request's number.
@@ -166,13 +166,20 @@
 //!   store came after it; the leave DSB precedes that store and follows `c`'s last lower-EL code,
 //!   and since `c` was still exposed at the increment, that DSB came after the increment.
 //!
-//! **Orderings.** All shared accesses are sequentially consistent (`SeqCst`: `LDAR`/`STLR` and an
-//! ordered read-modify-write on AArch64); the DSB is a full barrier, so the inactive store cannot
-//! become visible before the leave DSB completed. Safety needs only that (and I2's read → DSB →
-//! store order in each role). *Liveness* needs the store→load order that `SeqCst` gives and plain
-//! release/acquire does not (a Dekker pattern): a leaving CPU stores its record then reads the
-//! counter; a caller increments the counter then reads the record. Either the caller reads the
-//! inactive record (and does not wait), or the leaving CPU reads `counter >= R` and publishes it.
+//! **Orderings (C11/Rust, and the Arm instructions they become).** [`AtomicRendezvousMemory`]
+//! loads are `Acquire` (`LDAR`, or `LDAPR` with `+rcpc`), stores `Release` (`STLR`), the increment
+//! an `AcqRel` read-modify-write (`LDADDAL`, or an `LDAXR`/`STLXR` loop), and two
+//! `fence(SeqCst)` (`DMB ISH`) carry the one store→load order the protocol needs: after the
+//! caller's increment, and after every record store. The DSB is a full barrier, so the inactive
+//! store cannot become visible before the leave DSB completed. Safety needs only that (and I2's
+//! read → DSB → store order in each role). *Liveness* needs the store→load order (a Dekker
+//! pattern): a leaving CPU stores its record, fences, then reads the counter; a caller increments
+//! the counter, fences, then reads the record. By the C11 fence rule one of the two reads sees
+//! the other's store: either the caller reads the inactive record (and does not wait), or the
+//! leaving CPU reads `counter >= R` and publishes it. The argument rests on the fences, not on
+//! `LDAR`/`STLR` being RCsc: with `+rcpc` (`LDAPR`) it still holds. Release/acquire alone would
+//! not do (each side may read the other's old value); `tests/loom.rs` explores this memory under
+//! the C11 model with `loom` and fails when either fence is removed.
 //! A joining CPU that the caller already sees `Active` but that read an older counter answers
 //! through the SGI, pending since the caller sent it after the read; the SGI write is ordered after
 //! the increment by the `DSB ISHST` that [`RendezvousPlatform::send_sgi`] requires, and the
@@ -240,7 +247,7 @@
 //! - In the race window of a standby suspend (a caller read `Active` just before the CPU stored
 //!   `RetentionSuspended`), the SGI wakes the `WFI` once; the leave has already answered.
 //! - A CPU that hangs in EL3 with FIQs masked (outside these roles) makes callers time out.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, loom)), no_std)]
 #![forbid(unsafe_code)]
 
 mod cpu_set;
@@ -249,6 +256,7 @@ mod outcome;
 mod platform;
 mod roles;
 mod service;
+mod sync;
 
 pub use cpu_set::{CpuIndex, CpuSet, CpuSetIter};
 pub use memory::{

@@ -5,9 +5,9 @@
 //! itself (or the cold-boot CPU before that CPU first runs). The global counter is only ever
 //! incremented with a read-modify-write.
 
+use crate::sync::{AtomicU8, AtomicU64, Ordering, fence};
 use core::cell::Cell;
 use core::hash::{Hash, Hasher};
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use crate::cpu_set::CpuIndex;
 
@@ -144,8 +144,9 @@ impl CpuRecord {
 }
 
 /// The shared memory of the rendezvous. Every method except [`Self::cpu_count`] is exactly one
-/// shared-memory access, and implementations must make all of them sequentially consistent with
-/// each other (see the crate docs for why the protocol needs store→load ordering).
+/// shared-memory access. Implementations must order a record store before any later load of the
+/// same CPU, and the increment before any later load (store→load, see the crate docs'
+/// *Orderings*), besides acquire loads and release stores.
 ///
 /// A model checker implements this over its own state; firmware uses [`AtomicRendezvousMemory`].
 /// Methods taking a [`CpuIndex`] are only called with indices below [`Self::cpu_count`] by this
@@ -179,7 +180,17 @@ pub struct PerCpuSlot {
 
 impl PerCpuSlot {
     /// A slot for a CPU that has never run.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
+        Self {
+            serviced: AtomicU64::new(0),
+            record: AtomicU8::new(CpuRecord::INITIAL.to_bits()),
+        }
+    }
+
+    /// A slot for a CPU that has never run (`loom`'s atomics have no `const` constructor).
+    #[cfg(loom)]
+    pub fn new() -> Self {
         Self {
             serviced: AtomicU64::new(0),
             record: AtomicU8::new(CpuRecord::INITIAL.to_bits()),
@@ -208,10 +219,20 @@ pub struct RendezvousStorage<const MAX_CPUS: usize> {
 
 impl<const MAX_CPUS: usize> RendezvousStorage<MAX_CPUS> {
     /// Storage with every CPU off and of unknown affectedness, counters at zero.
+    #[cfg(not(loom))]
     pub const fn new() -> Self {
         Self {
             request_counter: CounterSlot(AtomicU64::new(0)),
             cpus: [const { PerCpuSlot::new() }; MAX_CPUS],
+        }
+    }
+
+    /// Storage with every CPU off and of unknown affectedness, counters at zero (`loom` build).
+    #[cfg(loom)]
+    pub fn new() -> Self {
+        Self {
+            request_counter: CounterSlot(AtomicU64::new(0)),
+            cpus: core::array::from_fn(|_| PerCpuSlot::new()),
         }
     }
 
@@ -229,8 +250,9 @@ impl<const MAX_CPUS: usize> Default for RendezvousStorage<MAX_CPUS> {
     }
 }
 
-/// [`RendezvousMemory`] over atomics; every access is `SeqCst` (on AArch64: `LDAR`, `STLR` and a
-/// sequentially consistent read-modify-write, which keep the store→load order the protocol needs).
+/// [`RendezvousMemory`] over atomics: acquire loads, release stores, an acquire-release increment,
+/// and a `fence(SeqCst)` (`DMB ISH`) after the increment and after each record store, which give
+/// the store→load order the protocol needs (the crate docs' *Orderings*).
 ///
 /// The memory must be Normal cacheable (MMU on) for the exclusives of the read-modify-write.
 #[derive(Clone, Copy, Debug)]
@@ -258,14 +280,20 @@ impl RendezvousMemory for AtomicRendezvousMemory<'_> {
 
     #[inline]
     fn load_request_counter(&self) -> u64 {
-        self.request_counter.load(Ordering::SeqCst)
+        self.request_counter.load(Ordering::Acquire)
     }
 
     #[inline]
     fn increment_request_counter(&self) -> u64 {
-        self.request_counter
-            .fetch_add(1, Ordering::SeqCst)
-            .wrapping_add(1)
+        let previous = self.request_counter.fetch_add(1, Ordering::AcqRel);
+        // Dekker, caller's side: the increment is ordered before the records the caller reads
+        // next (a leaving CPU has the matching fence after its record store). See the crate docs.
+        #[cfg(not(mutant = "rendezvous_no_caller_fence"))]
+        fence(Ordering::SeqCst);
+        #[cfg(mutant = "rendezvous_increment_returns_old")]
+        return previous;
+        #[cfg(not(mutant = "rendezvous_increment_returns_old"))]
+        previous.wrapping_add(1)
     }
 
     #[inline]
@@ -274,27 +302,31 @@ impl RendezvousMemory for AtomicRendezvousMemory<'_> {
         // means "serviced nothing", which makes a caller wait rather than skip.
         self.cpus
             .get(cpu.get())
-            .map_or(0, |slot| slot.serviced.load(Ordering::SeqCst))
+            .map_or(0, |slot| slot.serviced.load(Ordering::Acquire))
     }
 
     #[inline]
     fn store_serviced(&self, cpu: CpuIndex, request: u64) {
         if let Some(slot) = self.cpus.get(cpu.get()) {
-            slot.serviced.store(request, Ordering::SeqCst);
+            slot.serviced.store(request, Ordering::Release);
         }
     }
 
     #[inline]
     fn load_cpu_record(&self, cpu: CpuIndex) -> CpuRecord {
         self.cpus.get(cpu.get()).map_or(CpuRecord::INITIAL, |slot| {
-            CpuRecord::from_bits(slot.record.load(Ordering::SeqCst))
+            CpuRecord::from_bits(slot.record.load(Ordering::Acquire))
         })
     }
 
     #[inline]
     fn store_cpu_record(&self, cpu: CpuIndex, record: CpuRecord) {
         if let Some(slot) = self.cpus.get(cpu.get()) {
-            slot.record.store(record.to_bits(), Ordering::SeqCst);
+            slot.record.store(record.to_bits(), Ordering::Release);
+            // Dekker, leaving/joining side: the record store is ordered before the counter read
+            // that follows (the caller has the matching fence after its increment).
+            #[cfg(not(mutant = "rendezvous_no_leave_fence"))]
+            fence(Ordering::SeqCst);
         }
     }
 }

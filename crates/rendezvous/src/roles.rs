@@ -538,21 +538,46 @@ impl LeaveRole {
                 let affectedness = memory.load_cpu_record(me).affectedness;
                 (Action::LoadCpuRecord(me), LeaveState::Dsb { affectedness })
             }
+            // Seeded bug: the two steps swapped (the inactive record is stored before the DSB).
+            #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
+            LeaveState::Dsb { affectedness } => {
+                let record = CpuRecord {
+                    activity: self.inactivity.into(),
+                    affectedness: *affectedness,
+                };
+                memory.store_cpu_record(me, record);
+                let affectedness = *affectedness;
+                (
+                    Action::StoreCpuRecord(me),
+                    LeaveState::StoreInactive { affectedness },
+                )
+            }
+            #[cfg(mutant = "rendezvous_leave_stores_before_dsb")]
+            LeaveState::StoreInactive { .. } => {
+                platform.local_dsb();
+                (
+                    Action::LocalDsb,
+                    LeaveState::Service(ServiceState::ReadCounter),
+                )
+            }
+            #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
             LeaveState::Dsb { affectedness } => {
                 platform.local_dsb();
                 let affectedness = *affectedness;
                 (Action::LocalDsb, LeaveState::StoreInactive { affectedness })
             }
+            #[cfg(not(mutant = "rendezvous_leave_stores_before_dsb"))]
             LeaveState::StoreInactive { affectedness } => {
                 let record = CpuRecord {
                     activity: self.inactivity.into(),
                     affectedness: *affectedness,
                 };
                 memory.store_cpu_record(me, record);
-                (
-                    Action::StoreCpuRecord(me),
-                    LeaveState::Service(ServiceState::ReadCounter),
-                )
+                #[cfg(mutant = "rendezvous_leave_skips_service")]
+                let service = ServiceState::Finished;
+                #[cfg(not(mutant = "rendezvous_leave_skips_service"))]
+                let service = ServiceState::ReadCounter;
+                (Action::StoreCpuRecord(me), LeaveState::Service(service))
             }
             LeaveState::Service(service) => return service.step(me, memory, platform),
         };

@@ -57,13 +57,26 @@ impl ServiceState {
                 let observed = memory.load_request_counter();
                 (Action::LoadRequestCounter, Self::Dsb { observed })
             }
+            #[cfg(not(mutant = "rendezvous_publish_before_dsb"))]
             Self::Dsb { observed } => {
                 platform.local_dsb();
                 (Action::LocalDsb, Self::Publish { observed })
             }
+            #[cfg(not(mutant = "rendezvous_publish_before_dsb"))]
             Self::Publish { observed } => {
                 memory.store_serviced(me, observed);
                 (Action::StoreServiced(me), Self::SendEvent)
+            }
+            // Seeded bug: the two steps swapped (the publication comes before the DSB).
+            #[cfg(mutant = "rendezvous_publish_before_dsb")]
+            Self::Dsb { observed } => {
+                memory.store_serviced(me, observed);
+                (Action::StoreServiced(me), Self::Publish { observed })
+            }
+            #[cfg(mutant = "rendezvous_publish_before_dsb")]
+            Self::Publish { .. } => {
+                platform.local_dsb();
+                (Action::LocalDsb, Self::SendEvent)
             }
             Self::SendEvent => {
                 platform.send_event();

@@ -324,7 +324,9 @@ impl<P: TablePool> Stage2Table<P> {
         if work.broken > 0 {
             tlb.dsb_inner_shareable();
             self.invalidate_broken(root, level, 0, ipa, end, tlb);
+            #[cfg(not(mutant = "stage2_no_dsb_after_ipa_tlbi"))]
             tlb.dsb_inner_shareable();
+            #[cfg(not(mutant = "stage2_no_stage1_tlbi"))]
             tlb.invalidate_stage1_for_vmid(self.vmid);
             tlb.dsb_inner_shareable();
             tlb.isb();
