@@ -59,9 +59,9 @@ extern "C" fn handle_host_trap(frame: &mut TrapFrame, kind: u64) {
         return;
     }
     let syndrome = read_esr_el2().bits();
-    // The class as `syndrome >> EC_SHIFT`, ISS2 (bits 63:32) included, as before the move to
-    // `arm-sysregs` (`EsrEl2::ec` would drop ISS2 and so change which syndromes match).
-    match syndrome >> EsrEl2::EC_SHIFT {
+    // The exception class alone (bits 31:26): ISS2 (bits 63:32), non-zero for some accesses on CPUs
+    // with FEAT_LS64 or FEAT_GCS, must not change which class matches.
+    match exception_class(syndrome) {
         EC_HVC64 => host_hypercall(frame),
         EC_SMC64 => {
             // A trapped SMC returns to the SMC itself.
@@ -71,6 +71,11 @@ extern "C" fn handle_host_trap(frame: &mut TrapFrame, kind: u64) {
         EC_DATA_ABORT_LOWER | EC_INSTRUCTION_ABORT_LOWER => host_abort(frame, syndrome),
         _ => inject(frame, EC_UNKNOWN << EsrEl1::EC_SHIFT | ESR_IL, 0),
     }
+}
+
+/// The exception class of `ESR_EL2`'s value (bits 31:26).
+pub fn exception_class(syndrome: u64) -> u64 {
+    (syndrome >> EsrEl2::EC_SHIFT) & 0x3F
 }
 
 fn host_hypercall(frame: &mut TrapFrame) {
@@ -211,7 +216,7 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
         let control_page =
             crate::host_devices().and_then(|devices| devices.redistributor_control(ipa));
         if let Some((redistributor, offset)) = control_page
-            && syndrome >> EsrEl2::EC_SHIFT == EC_DATA_ABORT_LOWER
+            && exception_class(syndrome) == EC_DATA_ABORT_LOWER
             && emulate_redistributor_control(frame, syndrome, redistributor, offset)
         {
             return;
@@ -224,7 +229,7 @@ fn host_abort(frame: &mut TrapFrame, syndrome: u64) {
     }
     // M[3:0] = 0: EL0t.
     let from_el0 = SpsrEl2::from_bits_retain(frame.saved_state).m_3_0() == 0;
-    let class = match (syndrome >> EsrEl2::EC_SHIFT, from_el0) {
+    let class = match (exception_class(syndrome), from_el0) {
         (EC_INSTRUCTION_ABORT_LOWER, true) => EC_INSTRUCTION_ABORT_LOWER,
         (EC_INSTRUCTION_ABORT_LOWER, false) => EC_INSTRUCTION_ABORT_SAME,
         (_, true) => EC_DATA_ABORT_LOWER,

@@ -43,7 +43,7 @@ use arm_sysregs::el2::accessors::{
     write_vmpidr_el2, write_vttbr_el2,
 };
 use arm_sysregs::el2::registers::{
-    CnthctlEl2, CntvoffEl2, CptrEl2, EsrEl2, FarEl2, HpfarEl2, VmpidrEl2, VttbrEl2,
+    CnthctlEl2, CntvoffEl2, CptrEl2, FarEl2, HpfarEl2, VmpidrEl2, VttbrEl2,
 };
 use hyp_core::vcpu::{El1Registers, VcpuContext};
 use hyp_core::{GuestExitAction, GuestTrap, RunTicket};
@@ -207,9 +207,7 @@ pub fn fault_ipa() -> u64 {
 
 fn decode_trap(kind: u64, context: &mut VcpuContext) -> GuestTrap {
     let syndrome = read_esr_el2().bits();
-    // The class as `syndrome >> EC_SHIFT`, ISS2 (bits 63:32) included, as before the move to
-    // `arm-sysregs` (`EsrEl2::ec` would drop ISS2 and so change which syndromes match).
-    let class = syndrome >> EsrEl2::EC_SHIFT;
+    let class = crate::traps::exception_class(syndrome);
     match kind {
         0 => match class {
             EC_HVC64 | EC_SMC64 => {
