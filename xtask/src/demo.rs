@@ -354,22 +354,8 @@ fn run_configuration(
             format!("QEMU exit status {:?} (0 expected)", outcome.status),
         );
     }
-    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "xtask: qemu {:<40} {verdict} ({:.1} s)",
-        run.name,
-        outcome.elapsed.as_secs_f64()
-    );
-    if problems.is_empty() {
-        Ok(outcome.log)
-    } else {
-        Err(format!(
-            "{}: {} {}",
-            run.name,
-            problems.join("; "),
-            qemu::log_hint(&outcome.log_path)
-        ))
-    }
+    qemu::report(&run.name, &outcome, &problems, "")?;
+    Ok(outcome.log)
 }
 
 /// `cargo xtask demo`.

@@ -106,24 +106,18 @@ fn scenario_run(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<R
 fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, String> {
     let run = scenario_run(scenario, monitor, payload)?;
     let outcome = run.execute()?;
-    let passed = outcome.status == Some(0) && outcome.log.contains(scenario.marker);
-    let verdict = if passed { "ok" } else { "FAILED" };
-    println!(
-        "xtask: qemu {:<40} {verdict} ({:.1} s)",
-        run.name,
-        outcome.elapsed.as_secs_f64()
-    );
-    if passed {
-        Ok(outcome.log)
-    } else {
-        Err(format!(
-            "QEMU scenario {} failed: exit status {:?}, marker {:?} {}",
-            run.name,
-            outcome.status,
-            scenario.marker,
-            qemu::log_hint(&outcome.log_path)
-        ))
+    let mut problems = Vec::new();
+    if outcome.status != Some(0) {
+        problems.push(format!(
+            "QEMU exit status {:?} (0 expected)",
+            outcome.status
+        ));
     }
+    if !outcome.log.contains(scenario.marker) {
+        problems.push(format!("the log lacks {:?}", scenario.marker));
+    }
+    qemu::report(&run.name, &outcome, &problems, "")?;
+    Ok(outcome.log)
 }
 
 /// `cargo xtask run-payload`.

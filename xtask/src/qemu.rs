@@ -162,6 +162,35 @@ pub fn cpu_argument(model: &str) -> Result<String, String> {
     })
 }
 
+/// Prints a run's verdict line (`xtask: qemu NAME ok|FAILED (seconds; detail)`); the error names every
+/// problem and the log.
+pub fn report(
+    name: &str,
+    outcome: &Outcome,
+    problems: &[String],
+    detail: &str,
+) -> Result<(), String> {
+    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!("; {detail}")
+    };
+    println!(
+        "xtask: qemu {name:<52} {verdict} ({:.1} s{detail})",
+        outcome.elapsed.as_secs_f64()
+    );
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name}: {} {}",
+            problems.join("; "),
+            log_hint(&outcome.log_path)
+        ))
+    }
+}
+
 /// Shows where a log is, for error messages.
 pub fn log_hint(path: &Path) -> String {
     format!("(log: {})", path.display())

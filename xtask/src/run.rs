@@ -403,35 +403,12 @@ pub fn linux_iommu_test() -> Result<(), String> {
             }
         }
     }
-    report_boot(
+    qemu::report(
         &run.name,
         &outcome,
         &problems,
         &format!("{} {}", kernel.package, kernel.version),
     )
-}
-
-/// Prints a Linux boot test's verdict line; the error names every problem and the log.
-fn report_boot(
-    name: &str,
-    outcome: &qemu::Outcome,
-    problems: &[String],
-    detail: &str,
-) -> Result<(), String> {
-    let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
-    println!(
-        "xtask: qemu {name:<40} {verdict} ({:.1} s; {detail})",
-        outcome.elapsed.as_secs_f64()
-    );
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(format!(
-            "Linux boot {name}: {} {}",
-            problems.join("; "),
-            qemu::log_hint(&outcome.log_path)
-        ))
-    }
 }
 
 /// Lines a boot at `level` must print, besides those [`linux::check_linux_boot_log`] checks.
@@ -483,7 +460,7 @@ fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(
     let run = boot.prepare(&name, Duration::from_secs(180))?;
     let outcome = run.execute()?;
     let problems = problems(outcome.status, run.timeout, &outcome.log, level);
-    report_boot(
+    qemu::report(
         &run.name,
         &outcome,
         &problems,

@@ -311,20 +311,7 @@ pub fn measure(
         poll_idle,
     };
     let (outcome, observed, problems) = run(&configuration, kernel)?;
-    println!(
-        "xtask: qemu {:<52} {} ({:.1} s)",
-        configuration.name(),
-        if problems.is_empty() { "ok" } else { "FAILED" },
-        outcome.elapsed.as_secs_f64()
-    );
-    if !problems.is_empty() {
-        return Err(format!(
-            "{}: {} {}",
-            configuration.name(),
-            problems.join("; "),
-            qemu::log_hint(&outcome.log_path)
-        ));
-    }
+    qemu::report(&configuration.name(), &outcome, &problems, "")?;
     let counter = outcome
         .log
         .lines()
@@ -458,20 +445,7 @@ pub fn run_tests() -> Result<(), String> {
         let calls = observed.total.map_or("no statistics".to_string(), |total| {
             format!("{} erratum calls", total.total())
         });
-        println!(
-            "xtask: qemu {:<52} {} ({:.1} s; {calls})",
-            configuration.name(),
-            if problems.is_empty() { "ok" } else { "FAILED" },
-            outcome.elapsed.as_secs_f64()
-        );
-        if !problems.is_empty() {
-            return Err(format!(
-                "{}: {} {}",
-                configuration.name(),
-                problems.join("; "),
-                qemu::log_hint(&outcome.log_path)
-            ));
-        }
+        qemu::report(&configuration.name(), &outcome, &problems, &calls)?;
     }
     Ok(())
 }
