@@ -62,7 +62,7 @@ struct Vcpu {
 /// A protected VM as the hypervisor keeps it (its memory lives in [`MemProtect`]).
 #[derive(Clone, Debug)]
 struct VmRecord {
-    handle: mem_protect::VmHandle,
+    handle: VmHandle,
     vcpu_count: u32,
     vcpus: [Vcpu; MAX_VCPUS],
     metadata: Range<u64>,
@@ -182,14 +182,9 @@ impl<'a, P: TablePool, F: ProtectionPlatform, M: MetadataPools<P>> Hypervisor<'a
     }
 
     fn slot(&self, vm: VmHandle) -> Result<usize, HypercallError> {
-        let handle = u16::try_from(vm.0).map_err(|_| HypercallError::UnknownVm)?;
         self.vms
             .iter()
-            .position(|record| {
-                record
-                    .as_ref()
-                    .is_some_and(|record| record.handle.0 == handle)
-            })
+            .position(|record| record.as_ref().is_some_and(|record| record.handle == vm))
             .ok_or(HypercallError::UnknownVm)
     }
 
@@ -197,7 +192,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform, M: MetadataPools<P>> Hypervisor<'a
         self.vms[slot].as_mut().ok_or(HypercallError::UnknownVm)
     }
 
-    fn is_live(&self, handle: mem_protect::VmHandle) -> bool {
+    fn is_live(&self, handle: VmHandle) -> bool {
         self.memory
             .vm(handle)
             .is_some_and(|vm| vm.lifecycle() == mem_protect::VmLifecycle::Live)
@@ -312,7 +307,7 @@ impl<'a, P: TablePool, F: ProtectionPlatform, M: MetadataPools<P>> Hypervisor<'a
             vcpus: [idle; MAX_VCPUS],
             metadata: metadata..metadata + pages * PAGE_SIZE,
         });
-        Ok(VmHandle(u32::from(handle.0)))
+        Ok(handle)
     }
 
     fn vcpu_index(record: &VmRecord, vcpu: u32) -> Result<usize, HypercallError> {

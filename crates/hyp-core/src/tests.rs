@@ -373,7 +373,7 @@ fn hostile_hypercalls_get_their_exact_error_and_change_nothing() {
     assert_eq!(
         hyp.memory().page_ownership(GUEST_MEMORY),
         Ok(PageOwnership::Guest {
-            vm: mem_protect::VmHandle(1),
+            vm: VmHandle(1),
             guest_address: GUEST_IPA
         })
     );

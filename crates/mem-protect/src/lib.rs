@@ -85,6 +85,10 @@ pub const PAGE_SIZE: u64 = stage2::PAGE_SIZE;
 /// How many protected VMs can exist at once.
 pub const MAX_VMS: usize = 16;
 
+/// The largest VM handle [`MemProtect::create_vm`] hands out: handles double as VMIDs, which are 8
+/// bits wide (0 is the host's).
+pub const MAX_VM_HANDLE: u16 = 255;
+
 /// The VMID of the host's stage-2 (guests get their handle as VMID).
 pub const HOST_VMID: Vmid = Vmid(0);
 
@@ -447,9 +451,8 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
             .iter()
             .position(Option::is_none)
             .ok_or(MemProtectError::TooManyVms)?;
-        let handle = self.next_handle();
-        let stage2 =
-            Stage2Table::new(self.guest_geometry, Vmid(handle.0), pool).map_err(stage2_error)?;
+        let (handle, vmid) = self.next_handle();
+        let stage2 = Stage2Table::new(self.guest_geometry, vmid, pool).map_err(stage2_error)?;
         self.vms[slot] = Some(ProtectedVm {
             handle,
             lifecycle: VmLifecycle::Live,
@@ -459,17 +462,17 @@ impl<'a, P: TablePool, F: ProtectionPlatform> MemProtect<'a, P, F> {
         Ok(handle)
     }
 
-    fn next_handle(&mut self) -> VmHandle {
+    /// The next free handle and the VMID it doubles as.
+    fn next_handle(&mut self) -> (VmHandle, Vmid) {
         loop {
-            // Handles double as VMIDs, which are 8 bits wide; 0 is the host's.
-            self.last_handle = if self.last_handle >= 255 {
+            self.last_handle = if self.last_handle >= MAX_VM_HANDLE {
                 1
             } else {
                 self.last_handle + 1
             };
-            let candidate = VmHandle(self.last_handle);
+            let candidate = VmHandle(u32::from(self.last_handle));
             if self.vm(candidate).is_none() {
-                return candidate;
+                return (candidate, Vmid(self.last_handle));
             }
         }
     }

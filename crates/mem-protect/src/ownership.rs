@@ -72,6 +72,7 @@ pub mod owner_id {
 
 /// Bits of annotation metadata that hold the VM handle.
 const VM_HANDLE_BITS: u32 = 16;
+const _: () = assert!((crate::MAX_VM_HANDLE as u32) < 1 << VM_HANDLE_BITS);
 /// Bits of annotation metadata that hold the guest frame offset.
 pub const FRAME_OFFSET_BITS: u32 = 40;
 
@@ -111,12 +112,12 @@ impl GuestPageMetadata {
 
     /// The metadata bits stored in the stage-2 annotation.
     pub fn encode(&self) -> u64 {
-        u64::from(self.vm.0) | (self.frame_offset << VM_HANDLE_BITS)
+        (u64::from(self.vm.0) & ((1 << VM_HANDLE_BITS) - 1)) | (self.frame_offset << VM_HANDLE_BITS)
     }
 
     /// Reads metadata bits written by [`Self::encode`].
     pub fn decode(bits: u64) -> Self {
-        let vm = VmHandle((bits & ((1 << VM_HANDLE_BITS) - 1)) as u16);
+        let vm = VmHandle((bits & ((1 << VM_HANDLE_BITS) - 1)) as u32);
         Self {
             vm,
             frame_offset: (bits >> VM_HANDLE_BITS) & Self::OFFSET_MASK,

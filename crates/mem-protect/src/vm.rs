@@ -2,9 +2,11 @@
 
 use stage2::{Stage2Table, TablePool};
 
-/// Names a protected VM across hypercalls. Handles are never 0 and are not reused while the VM exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct VmHandle(pub u16);
+/// Names a protected VM across hypercalls: the hypercall ABI's handle, one type from the register
+/// to the tables. [`crate::MemProtect`] hands out handles 1 to [`crate::MAX_VM_HANDLE`] (they double
+/// as 8-bit VMIDs, 0 is the host's) and does not reuse one while its VM exists; any other value names
+/// no VM.
+pub use abi::hypercall::VmHandle;
 
 /// Where a VM is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -109,13 +109,14 @@ fn host_hypercall(frame: &mut TrapFrame) {
 fn after_hypercall(call: &HostHypercall, result: &Result<HypercallOutput, HypercallError>) {
     match (call, result) {
         (HostHypercall::VmCreate { .. }, Ok(HypercallOutput::Vm(vm))) => {
-            let handle = mem_protect::VmHandle(u16::try_from(vm.0).unwrap_or(0));
-            let vttbr = hypervisor()
+            let table = hypervisor()
                 .lock()
                 .memory()
-                .vm(handle)
-                .map_or(0, |protected| protected.stage2().vttbr_el2());
-            platform::set_vttbr(handle.0, vttbr);
+                .vm(*vm)
+                .map(|protected| (protected.stage2().vmid(), protected.stage2().vttbr_el2()));
+            if let Some((vmid, vttbr)) = table {
+                platform::set_vttbr(vmid.0, vttbr);
+            }
             println!("hyp: protected VM {} created", vm.0);
         }
         (HostHypercall::VmFree { vm }, Ok(_)) => {

@@ -178,7 +178,7 @@ impl<'a> Pools<'a> {
 /// One VM's observable state.
 #[derive(Debug, PartialEq, Eq)]
 pub struct GuestSnapshot {
-    pub handle: u16,
+    pub handle: u32,
     pub lifecycle: mem_protect::VmLifecycle,
     pub pages: u64,
     pub descriptors: Vec<(u8, usize, u64)>,
