@@ -17,7 +17,8 @@ use crate::{DecodeError, argument, argument32, arguments};
 
 pub use arm_psci::{
     AffinityInfo as AffinityState, ArchitecturalResetType, ErrorCode, FeatureFlagsCpuSuspend,
-    FunctionId as PsciFunctionId, HwState, MigrateInfoType, ResetType, SuspendMode, Version,
+    FunctionId as PsciFunctionId, HwState, MigrateInfoType, PowerState, ResetType, SuspendMode,
+    Version,
 };
 
 /// The PSCI version we implement and report: 1.1.
@@ -33,58 +34,6 @@ pub const MPIDR_AFFINITY_MASK_32: u64 = 0x00FF_FFFF;
 pub const fn owns(function_id: FunctionId) -> bool {
     let value = function_id.without_sve_hint().value();
     (value & !0x4000_0000) & !0x1F == 0x8400_0000
-}
-
-/// `StateType` of a `power_state`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PowerStateKind {
-    /// StateType 0: the core keeps its context (standby or retention).
-    StandbyOrRetention,
-    /// StateType 1: the core loses its context and resumes at the entry point.
-    PowerDown,
-}
-
-/// A `power_state` parameter in the extended StateID format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct PowerState {
-    /// Standby/retention or power-down.
-    pub kind: PowerStateKind,
-    /// Platform-defined state identifier, bits `[27:0]` (higher bits are dropped on encode).
-    pub state_id: u32,
-}
-
-impl PowerState {
-    /// StateID field, bits `[27:0]`.
-    pub const STATE_ID_MASK: u32 = 0x0FFF_FFFF;
-    /// StateType bit (30): 1 = power-down.
-    pub const POWER_DOWN_BIT: u32 = 1 << 30;
-    /// Bits that must be zero: 31, 29, 28.
-    pub const RESERVED_MASK: u32 = !(Self::STATE_ID_MASK | Self::POWER_DOWN_BIT);
-
-    /// Decodes a `power_state`, or `None` if a reserved bit is set.
-    pub const fn decode(value: u32) -> Option<Self> {
-        if value & Self::RESERVED_MASK != 0 {
-            return None;
-        }
-        let kind = if value & Self::POWER_DOWN_BIT != 0 {
-            PowerStateKind::PowerDown
-        } else {
-            PowerStateKind::StandbyOrRetention
-        };
-        Some(Self {
-            kind,
-            state_id: value & Self::STATE_ID_MASK,
-        })
-    }
-
-    /// The `power_state` value.
-    pub const fn encode(self) -> u32 {
-        let kind = match self.kind {
-            PowerStateKind::StandbyOrRetention => 0,
-            PowerStateKind::PowerDown => Self::POWER_DOWN_BIT,
-        };
-        kind | (self.state_id & Self::STATE_ID_MASK)
-    }
 }
 
 /// A decoded PSCI 1.1 call. Calls that exist in both forms carry the `convention` they were made
@@ -249,7 +198,8 @@ fn mpidr(args: &Arguments, register: u8, convention: Convention) -> Result<u64, 
 }
 
 fn power_state(args: &Arguments, register: u8) -> Result<PowerState, DecodeError> {
-    PowerState::decode(argument32(args, register)).ok_or(DecodeError::ReservedBitsSet { register })
+    PowerState::try_from(argument32(args, register))
+        .map_err(|_| DecodeError::ReservedBitsSet { register })
 }
 
 fn at_most(args: &Arguments, register: u8, max: u32) -> Result<u32, DecodeError> {
@@ -435,7 +385,7 @@ impl PsciCall {
                 context_id,
                 convention,
             } => arguments(&[
-                power_state.encode().into(),
+                u32::from(power_state).into(),
                 width(entry_point, convention),
                 width(context_id, convention),
             ]),
@@ -501,7 +451,7 @@ impl PsciCall {
                 target_cpu,
                 power_state,
                 convention,
-            } => arguments(&[width(target_cpu, convention), power_state.encode().into()]),
+            } => arguments(&[width(target_cpu, convention), u32::from(power_state).into()]),
         };
         (id, args)
     }
@@ -531,14 +481,8 @@ mod tests {
         arguments(values)
     }
 
-    const RETENTION: PowerState = PowerState {
-        kind: PowerStateKind::StandbyOrRetention,
-        state_id: 0x123,
-    };
-    const POWER_DOWN: PowerState = PowerState {
-        kind: PowerStateKind::PowerDown,
-        state_id: 0x0FFF_FFFF,
-    };
+    const RETENTION: PowerState = PowerState::StandbyOrRetention(0x123);
+    const POWER_DOWN: PowerState = PowerState::PowerDown(0x0FFF_FFFF);
 
     /// (function ID, argument registers, decoded call) for every PSCI 1.1 function and form.
     fn every_call() -> [(u32, Arguments, PsciCall); 36] {
@@ -969,24 +913,18 @@ mod tests {
     #[test]
     fn power_state_format() {
         assert_eq!(
-            PowerState::decode(0x4000_0001).map(|s| s.kind),
-            Some(PowerStateKind::PowerDown)
+            PowerState::try_from(0x4000_0001),
+            Ok(PowerState::PowerDown(1))
         );
         assert_eq!(
-            PowerState::decode(0x0000_0001),
-            Some(PowerState {
-                kind: PowerStateKind::StandbyOrRetention,
-                state_id: 1
-            })
+            PowerState::try_from(0x0000_0001),
+            Ok(PowerState::StandbyOrRetention(1))
         );
         for reserved in [1 << 31, 1 << 29, 1 << 28] {
-            assert_eq!(PowerState::decode(reserved), None);
+            assert!(PowerState::try_from(reserved).is_err());
         }
         for value in [0, 1, 0x0FFF_FFFF, 0x4000_0000, 0x4FFF_FFFF] {
-            assert_eq!(
-                PowerState::decode(value).map(PowerState::encode),
-                Some(value)
-            );
+            assert_eq!(PowerState::try_from(value).map(u32::from), Ok(value));
         }
     }
 

@@ -7,7 +7,7 @@
 //!   cannot make every CPU take a firmware interrupt at will.
 //! * Everything else goes to EL3 unchanged.
 
-use abi::psci::{PowerStateKind, PsciCall};
+use abi::psci::{PowerState, PsciCall};
 use abi::smccc::{Arguments, Convention, FunctionId, ReturnCode};
 
 /// The decision for one host SMC.
@@ -67,12 +67,12 @@ pub fn classify(function_id: u32, arguments: &Arguments) -> HostSmcAction {
             convention,
         },
         Ok(PsciCall::CpuSuspend {
-            power_state,
+            power_state: power_state @ PowerState::PowerDown(_),
             entry_point,
             context_id,
             convention,
-        }) if power_state.kind == PowerStateKind::PowerDown => HostSmcAction::CpuSuspend {
-            power_state: power_state.encode(),
+        }) => HostSmcAction::CpuSuspend {
+            power_state: u32::from(power_state),
             entry_point,
             context_id,
             convention,

@@ -7,7 +7,7 @@
 //!
 //! # Power-state format of `CPU_SUSPEND`
 //!
-//! The extended StateID format (the one `abi::psci::PowerState` decodes), with one state of each kind:
+//! The extended StateID format (the one `arm_psci::PowerState` decodes), with one state of each kind:
 //!
 //! | bits    | field      | accepted values                                     |
 //! |---------|------------|-----------------------------------------------------|
@@ -19,6 +19,8 @@
 //! format, platform-coordinated mode only).
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
+
+use arm_psci::PowerState;
 
 /// The PSCI error codes (PSCI 1.1, table 5), as returned in x0.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -126,14 +128,12 @@ pub enum SuspendKind {
     PowerDown,
 }
 
-/// Bit of the power-state parameter that selects power-down.
-const STATE_TYPE_POWER_DOWN: u32 = 1 << 30;
-
-/// Decodes the `power_state` argument of `CPU_SUSPEND` (format in the crate docs).
+/// Decodes the `power_state` argument of `CPU_SUSPEND` (format in the crate docs): the field split is
+/// `arm_psci::PowerState`'s; this platform offers StateID 0 of each type only.
 pub fn decode_power_state(power_state: u32) -> Result<SuspendKind, PsciError> {
-    match power_state {
-        0 => Ok(SuspendKind::Standby),
-        STATE_TYPE_POWER_DOWN => Ok(SuspendKind::PowerDown),
+    match PowerState::try_from(power_state) {
+        Ok(PowerState::StandbyOrRetention(0)) => Ok(SuspendKind::Standby),
+        Ok(PowerState::PowerDown(0)) => Ok(SuspendKind::PowerDown),
         _ => Err(PsciError::InvalidParameters),
     }
 }

@@ -94,7 +94,7 @@ impl Service for Psci {
                 ..
             } => result(power::cpu_suspend(
                 call.cpu,
-                power_state.encode(),
+                u32::from(power_state),
                 EntryPoint {
                     address: entry_point,
                     context_id,
