@@ -1,0 +1,32 @@
+//! The controls each exception level's firmware sets on every CPU before it lets a lower level run,
+//! decided from the CPU's own ID registers.
+//!
+//! Why a crate: what the monitor allows the Non-secure world (its traps, where its FIQs go, whether
+//! it may count EL3's instructions) is a security decision, and it must be checked on the host like
+//! the rest of the logic. Each set-up is written once, against `arm-sysregs`' typed registers: on
+//! the target the accessors are `mrs`/`msr`; in this crate's tests they are `arm-sysregs`' fake
+//! registers (its `fakes` feature), so the very code the firmware runs is exercised with made-up
+//! CPUs (with and without SVE, SME, FEAT_FGT, ...) and the registers it wrote are read back.
+//!
+//! * [`el3`]: `SCR_EL3`, `CPTR_EL3`, `MDCR_EL3`, `ZCR_EL3`, `SMCR_EL3` (the monitor, at boot and
+//!   after every warm boot).
+#![cfg_attr(not(test), no_std)]
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    missing_docs
+)]
+
+pub mod el3;
+
+/// An instruction synchronization barrier: makes the control-register writes before it take effect
+/// for the instructions after it. Nothing to do against fake registers.
+#[cfg(any(test, target_arch = "aarch64"))]
+#[inline]
+fn isb() {
+    #[cfg(all(target_arch = "aarch64", not(test)))]
+    // SAFETY: ISB only synchronizes the instruction stream; it reads or writes no memory.
+    unsafe {
+        core::arch::asm!("isb", options(nostack, preserves_flags))
+    };
+}
