@@ -1,17 +1,8 @@
 //! EL3 controls that decide what the Non-secure world may do.
 
+use crate::Counting;
 use arm_sysregs::el1::registers::{IdAa64mmfr0El1, IdAa64mmfr1El1, IdAa64pfr0El1, IdAa64pfr1El1};
 use arm_sysregs::el3::registers::{CptrEl3, MdcrEl3, ScrEl3, SmcrEl3, ZcrEl3};
-
-/// Whether the Non-secure PMU may count what EL3 executes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum El3Counting {
-    /// Counting prohibited at EL3 (`MDCR_EL3.SPME` clear): the Non-secure world learns nothing of
-    /// what the Secure world executes. Every build but the benchmark's.
-    Prohibited,
-    /// `MDCR_EL3.SPME` set: the benchmark build, so the Non-secure PMU sees the monitor's cost.
-    Allowed,
-}
 
 /// The largest vector length field (`LEN` = 15: 2048-bit vectors, the architectural maximum);
 /// the CPU clamps it to what it implements.
@@ -94,7 +85,7 @@ impl El3Controls {
     /// * `CPTR_EL3`: FP/SIMD, SVE and SME not trapped; `ZCR_EL3`/`SMCR_EL3` allow the largest vector
     ///   lengths (and SME's full A64 instruction set in Streaming mode, FA64).
     /// * `MDCR_EL3`: counting at EL3 only when `counting` allows it.
-    pub fn for_cpu(features: CpuFeatures, counting: El3Counting) -> Self {
+    pub fn for_cpu(features: CpuFeatures, counting: Counting) -> Self {
         let mut scr = ScrEl3::RES1
             | ScrEl3::NS
             | ScrEl3::FIQ
@@ -113,8 +104,8 @@ impl El3Controls {
         cptr.set(CptrEl3::EZ, features.sve);
         cptr.set(CptrEl3::ESM, features.sme);
         let mdcr = match counting {
-            El3Counting::Prohibited => MdcrEl3::empty(),
-            El3Counting::Allowed => MdcrEl3::SPME,
+            Counting::Prohibited => MdcrEl3::empty(),
+            Counting::Allowed => MdcrEl3::SPME,
         };
         Self {
             scr,
@@ -136,7 +127,7 @@ impl El3Controls {
 /// lifting those traps changes nothing for it. On the host it exists in tests only, against
 /// `arm-sysregs`' fake registers.
 #[cfg(any(test, target_arch = "aarch64"))]
-pub fn init_cpu(counting: El3Counting) -> El3Controls {
+pub fn init_cpu(counting: Counting) -> El3Controls {
     use arm_sysregs::el3::accessors::{
         write_cptr_el3, write_mdcr_el3, write_scr_el3, write_smcr_el3, write_zcr_el3,
     };

@@ -9,7 +9,10 @@
 //! CPUs (with and without SVE, SME, FEAT_FGT, ...) and the registers it wrote are read back.
 //!
 //! * [`el3`]: `SCR_EL3`, `CPTR_EL3`, `MDCR_EL3`, `ZCR_EL3`, `SMCR_EL3` (the monitor, at boot and
-//!   after every warm boot).
+//!   after every warm boot), written here and tested against fake registers.
+//! * [`el2`]: `HCR_EL2`, `MDCR_EL2`, `CPTR_EL2`, `CNTHCTL_EL2` while the host runs and while a
+//!   guest runs (the hypervisor writes them at boot and on every world switch; `ZCR_EL2` and
+//!   `SMCR_EL2`, which `arm-sysregs` 0.5.2 lacks, stay with it).
 #![cfg_attr(not(test), no_std)]
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -17,7 +20,18 @@
     missing_docs
 )]
 
+pub mod el2;
 pub mod el3;
+
+/// Whether the Non-secure PMU may count what a higher exception level executes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counting {
+    /// Counting prohibited (`MDCR_EL3.SPME` clear, `MDCR_EL2.HPMD` set): the Non-secure world learns
+    /// nothing of what the higher level executes. Every build but the benchmark's.
+    Prohibited,
+    /// The benchmark build, so the Non-secure PMU sees the higher level's cost.
+    Allowed,
+}
 
 /// An instruction synchronization barrier: makes the control-register writes before it take effect
 /// for the instructions after it. Nothing to do against fake registers.

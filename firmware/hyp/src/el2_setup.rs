@@ -1,9 +1,10 @@
 //! This CPU's EL2 controls: what `HCR_EL2`, `MDCR_EL2`, `CPTR_EL2`, the timers' and the GIC's EL2
 //! registers hold while the host runs (set by [`cpu_init`] on every CPU that enters the host) and
-//! while a guest runs (`world_switch` switches to the guest's values and back).
+//! while a guest runs (`world_switch` switches to the guest's values and back). The values are
+//! decided, and host-tested, in `cpu_setup::el2`.
 
 use crate::sysreg::{self, SMCR_EL2_FA64, SMCR_EL2_LEN_MAX, ZCR_EL2_LEN_MAX, isb};
-use crate::{GEOMETRY, PER_CPU, PerCpu, host_vttbr, world_switch};
+use crate::{GEOMETRY, PER_CPU, PerCpu, host_vttbr};
 use arm_sysregs::el0::accessors::read_pmcr_el0;
 use arm_sysregs::el1::accessors::{
     read_id_aa64pfr0_el1, read_id_aa64pfr1_el1, read_midr_el1, read_mpidr_el1, write_sctlr_el1,
@@ -15,64 +16,26 @@ use arm_sysregs::el2::accessors::{
     write_vtcr_el2, write_vttbr_el2,
 };
 use arm_sysregs::el2::registers::{
-    CntvoffEl2, CptrEl2, HcrEl2, IccSreEl2, MdcrEl2, TpidrEl2, VmpidrEl2, VpidrEl2, VtcrEl2,
-    VttbrEl2,
+    CntvoffEl2, IccSreEl2, MdcrEl2, TpidrEl2, VmpidrEl2, VpidrEl2, VtcrEl2, VttbrEl2,
+};
+use cpu_setup::Counting;
+use cpu_setup::el2::{CNTHCTL_HOST, HCR_HOST, cptr_el2_host};
+
+/// Whether the host's PMU may count at EL2: only in the benchmark build.
+const COUNTING: Counting = if cfg!(feature = "benchmark") {
+    Counting::Allowed
+} else {
+    Counting::Prohibited
 };
 
-/// `HCR_EL2.BSU` = 0b01: barriers the guest issues are upgraded to inner shareable.
-const HCR_BSU_INNER_SHAREABLE: u8 = 0b01;
-
-/// `HCR_EL2` while the host runs: stage-2 on (VM), set/way invalidation upgraded (SWIO), SMCs trapped
-/// (TSC), EL1 is AArch64 (RW), pointer authentication not trapped (APK, API). Interrupts stay the
-/// host's own.
-pub const HCR_HOST: HcrEl2 = HcrEl2::VM
-    .union(HcrEl2::SWIO)
-    .union(HcrEl2::TSC)
-    .union(HcrEl2::RW)
-    .union(HcrEl2::APK)
-    .union(HcrEl2::API);
-/// `HCR_EL2` while a guest runs: as for the host, plus physical interrupts to EL2 (FMO, IMO, AMO) and
-/// TLB maintenance broadcast inner shareable (FB, BSU).
-pub const HCR_GUEST: HcrEl2 = HCR_HOST
-    .union(HcrEl2::FMO)
-    .union(HcrEl2::IMO)
-    .union(HcrEl2::AMO)
-    .union(HcrEl2::FB)
-    .with_bsu(HCR_BSU_INNER_SHAREABLE);
-/// `MDCR_EL2` while the host runs: every PMU counter is the host's (`HPMN` = `PMCR_EL0.N`), and
-/// (outside the benchmark build) none counts at EL2 (`HPMD`), so the host learns nothing from the
-/// hypervisor's own execution. Debug and PMU accesses are not trapped: the host owns them.
+/// `MDCR_EL2` while the host runs (`cpu_setup::el2::mdcr_el2_host` for this CPU's counters).
 pub fn mdcr_el2_host() -> MdcrEl2 {
-    let counters = MdcrEl2::empty().with_hpmn(read_pmcr_el0().n());
-    if cfg!(feature = "benchmark") {
-        counters
-    } else {
-        counters | MdcrEl2::HPMD
-    }
+    cpu_setup::el2::mdcr_el2_host(read_pmcr_el0().n(), COUNTING)
 }
 
-/// `MDCR_EL2` while a guest runs: as for the host, plus traps of every PMU (`TPM`, `TPMCR`), debug
-/// (`TDA`, `TDOSA`, `TDRA`), statistical-profiling (`TPMS`) and trace (`TTRF`) register, so the guest
-/// neither reads nor changes the host's.
+/// `MDCR_EL2` while a guest runs (`cpu_setup::el2::mdcr_el2_guest` for this CPU's counters).
 pub fn mdcr_el2_guest() -> MdcrEl2 {
-    mdcr_el2_host()
-        | MdcrEl2::TPMCR
-        | MdcrEl2::TPM
-        | MdcrEl2::TDA
-        | MdcrEl2::TDOSA
-        | MdcrEl2::TDRA
-        | MdcrEl2::TPMS
-        | MdcrEl2::TTRF
-}
-
-/// `CPTR_EL2` (E2H = 0) while the host runs: no FP/SIMD (TFP), SVE (TZ) or SME (TSM) trap, only the
-/// RES1 bits (13, 9, 7:0). Bit 12 (TSM) is RES1 when SME is not implemented, so it is set then.
-fn cptr_el2_host(has_sme: bool) -> CptrEl2 {
-    if has_sme {
-        CptrEl2::RES1
-    } else {
-        CptrEl2::RES1 | CptrEl2::TSM
-    }
+    cpu_setup::el2::mdcr_el2_guest(read_pmcr_el0().n(), COUNTING)
 }
 
 /// This CPU's EL2 controls for running the host: vectors' per-CPU block, HCR_EL2, the host's stage-2,
@@ -106,7 +69,7 @@ pub fn cpu_init(cpu: usize) {
     if has_sme {
         sysreg::write_smcr_el2(SMCR_EL2_FA64 | SMCR_EL2_LEN_MAX);
     }
-    write_cnthctl_el2(world_switch::CNTHCTL_HOST);
+    write_cnthctl_el2(CNTHCTL_HOST);
     write_cntvoff_el2(CntvoffEl2::empty());
     write_mdcr_el2(mdcr_el2_host());
     write_vpidr_el2(VpidrEl2::from_bits_retain(read_midr_el1().bits()));

@@ -52,7 +52,7 @@ use boot_memory::HOST_TABLES;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use el2_setup::cpu_init;
-pub use el2_setup::{HCR_GUEST, HCR_HOST, mdcr_el2_guest, mdcr_el2_host};
+pub use el2_setup::{mdcr_el2_guest, mdcr_el2_host};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
 use hyp_core::boot::{ProtectedModeDecision, host_memory_layout};
 use hyp_core::{Hypervisor, MetadataPools};

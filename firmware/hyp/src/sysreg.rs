@@ -15,9 +15,7 @@
 //! | `PMCNTENSET_EL0`, `PMCNTENCLR_EL0` | no AArch64 accessors (only the AArch32 `PMCNTENSET`/`PMCNTENCLR` types) |
 //! | `ZCR_EL2` (`LEN`) | no accessor and no type (only `ZCR_EL3`) |
 //! | `SMCR_EL2` (`FA64`, `LEN`) | no accessor and no type (only `SMCR_EL3`) |
-//! | `CNTHCTL_EL2.EL1PCTEN` (bit 0, `E2H` = 0) | the bit is named only by its `E2H` = 1 name, `EL0PCTEN` ([`CNTHCTL_EL1PCTEN`] aliases it) |
-
-use arm_sysregs::el2::registers::CnthctlEl2;
+//! | `CNTHCTL_EL2.EL1PCTEN` (bit 0, `E2H` = 0) | the bit is named only by its `E2H` = 1 name, `EL0PCTEN` (`cpu_setup::el2::CNTHCTL_EL1PCTEN` aliases it) |
 
 /// Generates `read_<name>` and `write_<name>` for a 64-bit register by its assembler name.
 macro_rules! sysreg {
@@ -94,10 +92,6 @@ pub const ZCR_EL2_LEN_MAX: u64 = 0xF;
 pub const SMCR_EL2_LEN_MAX: u64 = 0xF;
 /// `SMCR_EL2.FA64` (bit 31): the full A64 instruction set in streaming mode.
 pub const SMCR_EL2_FA64: u64 = 1 << 31;
-
-/// `CNTHCTL_EL2.EL1PCTEN` (`E2H` = 0): EL1 may read the physical counter. Bit 0, which the crate
-/// names only by its `E2H` = 1 meaning, `EL0PCTEN`.
-pub const CNTHCTL_EL1PCTEN: CnthctlEl2 = CnthctlEl2::EL0PCTEN;
 
 /// The ten pointer-authentication key halves, in the order `APIAKeyLo`, `APIAKeyHi`, `APIBKeyLo`,
 /// `APIBKeyHi`, `APDAKeyLo`, `APDAKeyHi`, `APDBKeyLo`, `APDBKeyHi`, `APGAKeyLo`, `APGAKeyHi`.

@@ -13,9 +13,9 @@
 //! | PMU, debug, trace, statistical profiling | trapped (`MDCR_EL2`), and the host's counters are stopped while the guest runs, so the host counts nothing of it; the host's `MDSCR_EL1` is replaced by 0 so its breakpoints and watchpoints are not armed in the guest |
 //! | FP/SIMD, SVE, SME registers | trapped (`CPTR_EL2`): the guest exits as `Unknown`; the guest demo is soft-float |
 
-use crate::sysreg::{self, CNTHCTL_EL1PCTEN, isb};
+use crate::hypervisor;
+use crate::sysreg::{self, isb};
 use crate::traps::ESR_WNR;
-use crate::{HCR_GUEST, HCR_HOST, hypervisor};
 use abi::hypercall::VcpuExit;
 use arm_sysregs::el0::accessors::{
     read_cntv_ctl_el0, read_cntv_cval_el0, read_tpidr_el0, read_tpidrro_el0, write_cntv_ctl_el0,
@@ -42,9 +42,8 @@ use arm_sysregs::el2::accessors::{
     write_cnthctl_el2, write_cntvoff_el2, write_cptr_el2, write_hcr_el2, write_mdcr_el2,
     write_vmpidr_el2, write_vttbr_el2,
 };
-use arm_sysregs::el2::registers::{
-    CnthctlEl2, CntvoffEl2, CptrEl2, FarEl2, HpfarEl2, VmpidrEl2, VttbrEl2,
-};
+use arm_sysregs::el2::registers::{CntvoffEl2, CptrEl2, FarEl2, HpfarEl2, VmpidrEl2, VttbrEl2};
+use cpu_setup::el2::{CNTHCTL_GUEST, CNTHCTL_HOST, HCR_GUEST, HCR_HOST};
 use hyp_core::vcpu::{El1Registers, VcpuContext};
 use hyp_core::{GuestExitAction, GuestTrap, RunTicket};
 use spin::Once;
@@ -179,13 +178,6 @@ fn load_el1(registers: &El1Registers) {
         sysreg::write_pointer_authentication_keys(&registers.pointer_authentication_keys);
     }
 }
-
-/// `CNTHCTL_EL2` (E2H = 0) while the host runs: EL1 may read the physical counter (EL1PCTEN) and
-/// use the physical timer (EL1PCEN).
-pub const CNTHCTL_HOST: CnthctlEl2 = CNTHCTL_EL1PCTEN.union(CnthctlEl2::EL1PCEN);
-/// `CNTHCTL_EL2` (E2H = 0) while a guest runs: the physical counter only (EL1PCTEN); the physical
-/// timer is the host's (EL1PCEN clear).
-const CNTHCTL_GUEST: CnthctlEl2 = CNTHCTL_EL1PCTEN;
 
 /// Exception classes (`ESR_EL2.EC`) the world switch tells apart.
 const EC_HVC64: u64 = 0x16;

@@ -29,9 +29,9 @@ pub(crate) use write_sysreg;
 /// counts EL3 only in the benchmark build.
 pub fn init_cpu() {
     let counting = if cfg!(feature = "benchmark") {
-        cpu_setup::el3::El3Counting::Allowed
+        cpu_setup::Counting::Allowed
     } else {
-        cpu_setup::el3::El3Counting::Prohibited
+        cpu_setup::Counting::Prohibited
     };
     cpu_setup::el3::init_cpu(counting);
 }

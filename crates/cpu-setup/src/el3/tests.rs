@@ -57,7 +57,7 @@ const NOTHING: CpuFeatures = CpuFeatures {
 fn a_c1_pro_like_cpu_gets_every_feature_untrapped_and_fiqs_at_el3() {
     let _cpu = lock_fake_cpu();
     fake_cpu(EVERYTHING);
-    let written = init_cpu(El3Counting::Prohibited);
+    let written = init_cpu(Counting::Prohibited);
     let el3 = EL3_REGISTERS.lock().unwrap();
     assert_eq!(el3.scr_el3, written.scr);
     // The values the monitor wrote by hand before this crate (bits 0, 2, 4, 5, 8, 9, 10, 16, 17,
@@ -73,7 +73,7 @@ fn a_c1_pro_like_cpu_gets_every_feature_untrapped_and_fiqs_at_el3() {
 fn a_cpu_without_optional_features_keeps_their_controls_clear() {
     let _cpu = lock_fake_cpu();
     fake_cpu(NOTHING);
-    let written = init_cpu(El3Counting::Prohibited);
+    let written = init_cpu(Counting::Prohibited);
     let el3 = EL3_REGISTERS.lock().unwrap();
     assert_eq!(el3.scr_el3.bits(), 0x3_0735);
     assert_eq!(el3.cptr_el3, CptrEl3::empty());
@@ -123,12 +123,12 @@ fn each_feature_lifts_exactly_its_own_trap() {
             ScrEl3::ENTP2,
         ),
     ];
-    let base = El3Controls::for_cpu(NOTHING, El3Counting::Prohibited).scr;
+    let base = El3Controls::for_cpu(NOTHING, Counting::Prohibited).scr;
     for (features, bit) in cases {
         let _cpu = lock_fake_cpu();
         fake_cpu(features);
         assert_eq!(CpuFeatures::of_this_cpu(), features);
-        let scr = init_cpu(El3Counting::Prohibited).scr;
+        let scr = init_cpu(Counting::Prohibited).scr;
         assert_eq!(scr, base | bit, "{features:?}");
     }
 }
@@ -137,10 +137,10 @@ fn each_feature_lifts_exactly_its_own_trap() {
 fn the_non_secure_world_counts_el3_only_in_the_benchmark_build() {
     let _cpu = lock_fake_cpu();
     fake_cpu(EVERYTHING);
-    init_cpu(El3Counting::Allowed);
+    init_cpu(Counting::Allowed);
     assert_eq!(EL3_REGISTERS.lock().unwrap().mdcr_el3, MdcrEl3::SPME);
     fake_cpu(EVERYTHING);
-    init_cpu(El3Counting::Prohibited);
+    init_cpu(Counting::Prohibited);
     assert!(
         !EL3_REGISTERS
             .lock()
@@ -167,7 +167,7 @@ fn security_controls_hold_for_every_feature_combination() {
         };
         let _cpu = lock_fake_cpu();
         fake_cpu(features);
-        let scr = init_cpu(El3Counting::Prohibited).scr;
+        let scr = init_cpu(Counting::Prohibited).scr;
         assert!(scr.contains(ScrEl3::NS | ScrEl3::RW | ScrEl3::FIQ | ScrEl3::SIF | ScrEl3::HCE));
         assert!(!scr.intersects(ScrEl3::IRQ | ScrEl3::SMD | ScrEl3::EA | ScrEl3::EEL2));
         assert_eq!(EL3_REGISTERS.lock().unwrap().mdcr_el3, MdcrEl3::empty());
