@@ -9,6 +9,7 @@
 //! | [`cpu_service`] | EL2 → EL3                    | CPU service: UID, VERSION, erratum 4193714 call `0x8100_0010` |
 //! | [`hypercall`]   | host (EL1) → hypervisor (EL2)| `0xC600_0020`… (vendor-hypervisor owner, SMC64 fast) |
 //! | [`guest`]       | protected guest → EL2        | pKVM's guest calls: `KVM_FEATURES`, `HYP_MEMINFO`, `MEM_SHARE`, `MEM_UNSHARE` |
+//! | [`statistics`]  | tests, demo → EL3            | the monitor's rendezvous counters, `0xC200_0010`–`0xC200_0012` (SiP) |
 //!
 //! Every decoder takes the function ID (the low 32 bits of `x0`) and the argument registers
 //! `x1`–`x17` as [`smccc::Arguments`], and returns a typed call or a [`DecodeError`] naming what was
@@ -26,8 +27,8 @@
 //!   version, `AFFINITY_INFO` states, reset types, suspend modes and feature flags, all re-exported
 //!   from [`psci`]. Its call decoder (`arm_psci::Function`) is *not* used: it reads the SMC32
 //!   `MEM_PROTECT` argument from all 64 bits of `x1` (SMCCC says the upper half must be ignored),
-//!   decodes PSCI 1.3's `SYSTEM_OFF2` (we implement 1.1), has no `state_id`/`kind` split of
-//!   `power_state`, and its encoder panics on mixed 32/64-bit values; [`psci::PsciCall`] decodes
+//!   decodes PSCI 1.3's `SYSTEM_OFF2` (we implement 1.1), and its encoder panics on mixed 32/64-bit
+//!   values (its `PowerState` is used as it is); [`psci::PsciCall`] decodes
 //!   with those points fixed and names the calling convention explicitly.
 //! - [`smccc`](::smccc) 0.2 (caller-side SMC/HVC wrappers): reused for the SMCCC architecture
 //!   function IDs, its error-code constants and its `Version` type. Its call functions are for the
@@ -45,6 +46,7 @@ pub mod guest;
 pub mod hypercall;
 pub mod psci;
 pub mod smccc;
+pub mod statistics;
 
 use core::fmt;
 

@@ -115,7 +115,11 @@ mod tests {
             ),
             (0x8100_FF01, args(&[]), HostSmcAction::Forward),
             (0x8400_0000, args(&[]), HostSmcAction::Forward),
-            (0xC200_0010, args(&[1]), HostSmcAction::Forward),
+            (
+                abi::statistics::RENDEZVOUS_STATISTICS,
+                args(&[1]),
+                HostSmcAction::Forward,
+            ),
             (
                 0xC400_0003,
                 args(&[2, 0x4220_1000, 7]),
