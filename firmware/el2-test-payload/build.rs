@@ -3,8 +3,8 @@
 
 use board::{Image, MemoryBlock};
 
-/// The board the image is built for: the same as `Board` in the image's source.
-type Board = board::QemuVirt;
+/// The board the image is built for: the `board` crate's selection (its cargo features).
+type Board = board::Selected;
 
 fn main() {
     let directory = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
@@ -17,6 +17,11 @@ fn main() {
         panic!("cannot write {}: {error}", path.display());
     }
     println!("cargo:rustc-link-search={out}");
+    // The image checks at build time that its code reads the board it was linked for.
+    println!(
+        "cargo:rustc-env=PKVM_BOARD={}",
+        <Board as board::Platform>::NAME
+    );
     println!("cargo:rustc-link-arg=-T{directory}/payload.ld");
     println!("cargo:rerun-if-changed=payload.ld");
 }

@@ -275,6 +275,7 @@ fn erratum_benchmarks() -> Result<Vec<Value>, String> {
     ] {
         for cpus in [1usize, 2, 4, 8] {
             let run = Run {
+                machine: qemu::Machine::Virt,
                 name: format!("bench-{name}-smp{cpus}"),
                 monitor: monitor.clone(),
                 payload: Some(payload.clone()),
@@ -356,6 +357,7 @@ fn donation_benchmarks() -> Result<Vec<Value>, String> {
             "page"
         };
         let run = Run {
+            machine: qemu::Machine::Virt,
             name: format!(
                 "bench-donate-{}-{granule}-{}",
                 configuration.placement.name(),

@@ -5,10 +5,8 @@
 //! hypervisor and the host print must match what the configuration requires (protected mode on or
 //! refused, firmware calls made or not, their number).
 
-use crate::firmware::{
-    self, GUEST, GUEST_IMAGE_ADDRESS, HOST, HOST_ADDRESS, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX,
-};
-use crate::qemu::{self, Run};
+use crate::firmware::{self, GUEST, HOST, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX};
+use crate::qemu::{self, Machine, Run};
 use clap::Args;
 use std::time::Duration;
 
@@ -31,6 +29,9 @@ pub struct DemoArgs {
     /// runs a protected VM of --memory MiB (see `linux_demo.rs`).
     #[arg(long)]
     pub linux: bool,
+    /// The board (stock Linux pKVM runs on `virt` only).
+    #[arg(long, value_enum, default_value_t)]
+    pub machine: Machine,
 }
 
 /// Which host scenario runs.
@@ -274,8 +275,9 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
 
 /// Refuses CPU counts and guest memory sizes the demo does not support.
 fn check_sizes(args: &DemoArgs) -> Result<(), String> {
-    if !(1..=8).contains(&args.cpus) {
-        return Err(format!("--cpus must be 1 to 8, not {}", args.cpus));
+    let max_cpus = args.machine.facts().max_cpus.min(8);
+    if !(1..=max_cpus).contains(&args.cpus) {
+        return Err(format!("--cpus must be 1 to {max_cpus}, not {}", args.cpus));
     }
     if !(1..=256).contains(&args.memory) {
         return Err(format!(
@@ -294,19 +296,24 @@ fn run_configuration(
 ) -> Result<String, String> {
     check_sizes(args)?;
     let expected = expectation(&args.cpu, args.firmware_without_fix)?;
-    let monitor = firmware::build(if args.firmware_without_fix {
-        MONITOR_WITHOUT_FIX
-    } else {
-        MONITOR
-    })?;
-    let hypervisor = firmware::build(HYPERVISOR)?;
-    let host = firmware::build(HOST)?;
-    let guest = firmware::build(GUEST)?;
+    let machine = args.machine;
+    let facts = machine.facts();
+    let monitor = firmware::build_for(
+        machine,
+        if args.firmware_without_fix {
+            MONITOR_WITHOUT_FIX
+        } else {
+            MONITOR
+        },
+    )?;
+    let hypervisor = firmware::build_for(machine, HYPERVISOR)?;
+    let host = firmware::build_for(machine, HOST)?;
+    let guest = firmware::build_for(machine, GUEST)?;
     let guest_size = std::fs::metadata(&guest)
         .map_err(|error| format!("{}: {error}", guest.display()))?
         .len();
     let name = format!(
-        "{}-{}-smp{}{}",
+        "{}-{}-smp{}{}{}",
         scenario.name(),
         args.cpu,
         args.cpus,
@@ -314,9 +321,11 @@ fn run_configuration(
             "-without-fix"
         } else {
             ""
-        }
+        },
+        machine.suffix()
     );
     let run = Run {
+        machine,
         name,
         monitor,
         payload: Some(hypervisor),
@@ -329,13 +338,15 @@ fn run_configuration(
         extra: [
             "-device".into(),
             format!(
-                "loader,file={},addr={HOST_ADDRESS:#x},force-raw=on",
-                host.display()
+                "loader,file={},addr={:#x},force-raw=on",
+                host.display(),
+                facts.host_address
             ),
             "-device".into(),
             format!(
-                "loader,file={},addr={GUEST_IMAGE_ADDRESS:#x},force-raw=on",
-                guest.display()
+                "loader,file={},addr={:#x},force-raw=on",
+                guest.display(),
+                facts.guest_image_address
             ),
         ]
         .into_iter()
@@ -361,6 +372,9 @@ fn run_configuration(
 /// `cargo xtask demo`.
 pub fn demo(args: &DemoArgs) -> Result<(), String> {
     if args.linux {
+        if args.machine != Machine::Virt {
+            return Err("stock Linux pKVM runs on --machine virt only".to_string());
+        }
         return crate::linux_demo::demo(args);
     }
     crate::setup::ensure_qemu()?;
@@ -398,6 +412,7 @@ pub fn run_qemu_tests() -> Result<(), String> {
         memory: 16,
         firmware_without_fix: without_fix,
         linux: false,
+        machine: Machine::Virt,
     };
     let demos = [
         configuration("c1-pro-r1p1", 4, false),
@@ -422,6 +437,15 @@ pub fn run_qemu_tests() -> Result<(), String> {
     run_configuration(&hostile, Scenario::HostileHost, false)?;
     run_configuration(&attack_configuration(), Scenario::Attacks, false)?;
     run_dma_scenario(false)?;
+    // QEMU sbsa-ref: DRAM at 1 TiB (48-bit maps and stage-2), 8-CPU clusters, a device tree the
+    // monitor completes; a protected guest on affected CPUs, and the refusal without the fix.
+    let sbsa = |without_fix| DemoArgs {
+        machine: Machine::SbsaRef,
+        ..configuration("c1-pro-r1p1", 4, without_fix)
+    };
+    for args in [sbsa(false), sbsa(true)] {
+        run_configuration(&args, Scenario::Demo, false)?;
+    }
     Ok(())
 }
 
@@ -434,6 +458,7 @@ fn attack_configuration() -> DemoArgs {
         memory: 2,
         firmware_without_fix: false,
         linux: false,
+        machine: Machine::Virt,
     }
 }
 
@@ -451,6 +476,7 @@ pub fn run_dma_scenario(show_log: bool) -> Result<(), String> {
         memory: 2,
         firmware_without_fix: false,
         linux: false,
+        machine: Machine::Virt,
     };
     run_configuration(&args, Scenario::Dma, show_log).map(drop)
 }

@@ -10,8 +10,7 @@
 //! The ELF-to-binary step is ours (a few lines over the ELF64 program headers) so that xtask needs no
 //! binutils or llvm-tools.
 
-use crate::qemu::Board;
-use board::Platform;
+use crate::qemu::Machine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,17 +24,22 @@ pub struct Image<'a> {
     pub package: &'a str,
     /// Cargo features, comma separated (may be empty).
     pub features: &'a str,
+    /// Whether the image is built for a board (it reads `board::Selected`); the demo's guest runs
+    /// in its own address space and is the same on every board.
+    pub board_specific: bool,
 }
 
 /// The monitor with the erratum call.
 pub const MONITOR: Image = Image {
     package: "monitor",
     features: "",
+    board_specific: true,
 };
 /// The monitor built without the fix: answers the erratum call with -1.
 pub const MONITOR_WITHOUT_FIX: Image = Image {
     package: "monitor",
     features: "without-erratum-fix",
+    board_specific: true,
 };
 /// The monitor of the benchmarks: the Non-secure PMU may count EL3 (`MDCR_EL3.SPME`), so the
 /// figures include the monitor's own instructions. Never deployed: it tells the Non-secure world how
@@ -43,42 +47,48 @@ pub const MONITOR_WITHOUT_FIX: Image = Image {
 pub const MONITOR_BENCHMARK: Image = Image {
     package: "monitor",
     features: "benchmark",
+    board_specific: true,
 };
 /// The EL2 test payload that drives the monitor's scenarios.
 pub const PAYLOAD: Image = Image {
     package: "el2-test-payload",
     features: "",
+    board_specific: true,
 };
 /// The protected hypervisor.
 pub const HYPERVISOR: Image = Image {
     package: "hyp",
     features: "",
+    board_specific: true,
 };
 /// The hypervisor of the benchmarks: the host's PMU may count EL2 (`MDCR_EL2.HPMD` clear), so the
 /// figures include the hypervisor's instructions. Never deployed.
 pub const HYPERVISOR_BENCHMARK: Image = Image {
     package: "hyp",
     features: "benchmark",
+    board_specific: true,
 };
 /// The benchmark hypervisor with upstream Linux's placement: one firmware call per page.
 pub const HYPERVISOR_CALL_PER_PAGE: Image = Image {
     package: "hyp",
     features: "benchmark,firmware-call-per-page",
+    board_specific: true,
 };
 /// The demo host (EL1).
 pub const HOST: Image = Image {
     package: "host-demo",
     features: "",
+    board_specific: true,
 };
 /// The demo's protected guest.
 pub const GUEST: Image = Image {
     package: "guest-demo",
     features: "",
+    board_specific: false,
 };
-/// Where the hypervisor enters the host (the board's `HOST_ENTRY`).
-pub const HOST_ADDRESS: u64 = Board::HOST_ENTRY as u64;
-/// Where QEMU loads the guest image into host memory (the board's `GUEST_IMAGE`).
-pub const GUEST_IMAGE_ADDRESS: u64 = Board::GUEST_IMAGE.base as u64;
+/// Where the hypervisor enters the host on QEMU `virt` (the board's `HOST_ENTRY`; other boards:
+/// [`Machine::facts`]).
+pub const HOST_ADDRESS: u64 = <crate::qemu::Board as board::Platform>::HOST_ENTRY as u64;
 
 /// The root of the workspace (xtask lives one level below it).
 pub fn workspace_root() -> PathBuf {
@@ -92,17 +102,37 @@ pub fn ensure_target() -> Result<(), String> {
     crate::setup::ensure_rust_target(FIRMWARE_TARGET)
 }
 
-/// Builds `image` and returns the path of its raw binary (`target/images/<package>[-features].bin`).
+/// Builds `image` for QEMU `virt` and returns the path of its raw binary.
 pub fn build(image: Image) -> Result<PathBuf, String> {
+    build_for(Machine::Virt, image)
+}
+
+/// Builds `image` for `machine` and returns the path of its raw binary
+/// (`target/images/<package>[-features][-board].bin`). The board is chosen through the `board`
+/// crate's cargo feature, which the image's build script (its link address) and its code read.
+pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, String> {
     ensure_target()?;
     let root = workspace_root();
     let target_dir = root.join("target");
-    // A separate target directory per feature set keeps feature builds from invalidating each other.
-    let suffix = if image.features.is_empty() {
+    // A separate target directory per feature set and board keeps builds from invalidating each
+    // other.
+    let mut suffix = if image.features.is_empty() {
         String::new()
     } else {
         format!("-{}", image.features.replace(',', "-"))
     };
+    let mut features: Vec<String> = image
+        .features
+        .split(',')
+        .filter(|feature| !feature.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if image.board_specific {
+        suffix.push_str(machine.suffix());
+        if let Some(board) = machine.facts().board_feature {
+            features.push(format!("board/{board}"));
+        }
+    }
     let build_dir = target_dir.join(format!("firmware{suffix}"));
     let mut command = Command::new(env!("CARGO"));
     command
@@ -118,8 +148,8 @@ pub fn build(image: Image) -> Result<PathBuf, String> {
         ])
         .arg("--target-dir")
         .arg(&build_dir);
-    if !image.features.is_empty() {
-        command.args(["--features", image.features]);
+    if !features.is_empty() {
+        command.args(["--features", &features.join(",")]);
     }
     let status = command
         .status()

@@ -51,8 +51,8 @@ enum Command {
     Build(monitor_tests::BuildArgs),
     /// Boot the monitor in QEMU with the EL2 test payload running one scenario.
     RunPayload(monitor_tests::RunArgs),
-    /// Only the monitor's QEMU scenarios and its benchmark (part of `test`).
-    TestMonitor,
+    /// Only the monitor's QEMU scenarios and (on `virt`) its benchmark (part of `test`).
+    TestMonitor(monitor_tests::TestArgs),
     /// Explore the model checker's scenarios (issue 5): verdict table, counterexamples as SVG.
     Model(model::ModelArgs),
 }
@@ -73,9 +73,7 @@ fn main() -> ExitCode {
         Command::Model(args) => model::model(&args),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),
-        Command::TestMonitor => {
-            monitor_tests::run_qemu_tests().and_then(|()| monitor_tests::benchmark().map(drop))
-        }
+        Command::TestMonitor(args) => monitor_tests::test(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! `cargo xtask run-payload`, and the instruction-count benchmark.
 
 use crate::firmware::{self, MONITOR, MONITOR_BENCHMARK, MONITOR_WITHOUT_FIX, PAYLOAD};
-use crate::qemu::{self, Run};
+use crate::qemu::{self, Machine, Run};
 use clap::Args;
 use std::path::Path;
 use std::time::Duration;
@@ -14,6 +14,17 @@ pub struct BuildArgs {
     /// Build the monitor without the erratum fix (answers the call with -1).
     #[arg(long)]
     without_fix: bool,
+    /// The board to build for.
+    #[arg(long, value_enum, default_value_t)]
+    machine: Machine,
+}
+
+/// Options of `cargo xtask test-monitor`.
+#[derive(Args)]
+pub struct TestArgs {
+    /// The board to run the scenarios on.
+    #[arg(long, value_enum, default_value_t)]
+    machine: Machine,
 }
 
 /// Options of `cargo xtask run-payload`.
@@ -38,16 +49,22 @@ pub struct RunArgs {
     /// Run under `-icount shift=0,sleep=off`.
     #[arg(long)]
     icount: bool,
+    /// The board.
+    #[arg(long, value_enum, default_value_t)]
+    machine: Machine,
 }
 
 /// `cargo xtask build`.
 pub fn build(args: &BuildArgs) -> Result<(), String> {
-    let monitor = firmware::build(if args.without_fix {
-        MONITOR_WITHOUT_FIX
-    } else {
-        MONITOR
-    })?;
-    let payload = firmware::build(PAYLOAD)?;
+    let monitor = firmware::build_for(
+        args.machine,
+        if args.without_fix {
+            MONITOR_WITHOUT_FIX
+        } else {
+            MONITOR
+        },
+    )?;
+    let payload = firmware::build_for(args.machine, PAYLOAD)?;
     println!("{}\n{}", monitor.display(), payload.display());
     Ok(())
 }
@@ -68,6 +85,7 @@ fn scenario_number(name: &str) -> Result<u64, String> {
 
 /// One QEMU scenario.
 struct Scenario<'a> {
+    machine: Machine,
     name: &'a str,
     cpus: usize,
     cpu_model: &'a str,
@@ -84,9 +102,13 @@ fn scenario_run(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<R
         extra.extend(["-icount".to_string(), "shift=0,sleep=off".to_string()]);
     }
     Ok(Run {
+        machine: scenario.machine,
         name: format!(
-            "{}-{}-smp{}",
-            scenario.name, scenario.cpu_model, scenario.cpus
+            "{}-{}-smp{}{}",
+            scenario.name,
+            scenario.cpu_model,
+            scenario.cpus,
+            scenario.machine.suffix()
         ),
         monitor: monitor.to_path_buf(),
         payload: Some(payload.to_path_buf()),
@@ -123,13 +145,17 @@ fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, 
 /// `cargo xtask run-payload`.
 pub fn run_payload(args: &RunArgs) -> Result<(), String> {
     crate::setup::ensure_qemu()?;
-    let monitor = firmware::build(if args.without_fix {
-        MONITOR_WITHOUT_FIX
-    } else {
-        MONITOR
-    })?;
-    let payload = firmware::build(PAYLOAD)?;
+    let monitor = firmware::build_for(
+        args.machine,
+        if args.without_fix {
+            MONITOR_WITHOUT_FIX
+        } else {
+            MONITOR
+        },
+    )?;
+    let payload = firmware::build_for(args.machine, PAYLOAD)?;
     let scenario = Scenario {
+        machine: args.machine,
         name: &args.scenario,
         cpus: args.cpus,
         cpu_model: &args.cpu,
@@ -159,45 +185,81 @@ fn expected_result(cpu_model: &str, without_fix: bool) -> Result<i64, String> {
     Ok(if model.affected_in_qemu() { 0 } else { -3 })
 }
 
-/// Every monitor scenario in QEMU (called by `cargo xtask test`).
-pub fn run_qemu_tests() -> Result<(), String> {
-    let monitor = firmware::build(MONITOR)?;
-    let without_fix = firmware::build(MONITOR_WITHOUT_FIX)?;
-    let payload = firmware::build(PAYLOAD)?;
-    let affected = "c1-pro-r0p2";
-    // The erratum scenarios run under `-icount` (deterministic, one vCPU at a time, well under a second
-    // each: every waiting loop of the payload and the monitor ends in YIELD, WFE or WFI, which pass
-    // the turn). The EL1 spinners' loop has a YIELD too (a no-op everywhere but in QEMU's -icount
-    // scheduler), so the 2-CPU masked run also uses multi-threaded TCG, where it is a hard spin that
-    // only the FIQ interrupts.
-    // (scenario, CPUs, CPU model, erratum call result, -icount, line that proves success)
-    #[rustfmt::skip]
-    let table: &[(&str, usize, &str, i64, bool, &str)] = &[
-        ("boot", 4, "max", 0, false, "payload: boot: PASS"),
-        // Under -icount CPU 0 makes both CPU_ONs within one turn, so the second one deterministically
-        // finds the target still pending (ON_PENDING); the payload itself also accepts ALREADY_ON.
-        ("psci", 1, affected, 0, true, "payload: psci: PASS"),
-        ("psci", 2, affected, 0, true, "payload: psci: second CPU_ON answered -5"),
-        ("psci", 4, affected, 0, true, "payload: psci: second CPU_ON answered -5"),
-        ("psci", 4, affected, 0, false, "payload: psci: PASS"),
-        ("reset", 2, affected, 0, false, "monitor: Reset"),
-        ("erratum", 1, affected, 0, true, "payload: erratum: PASS"),
-        ("erratum", 2, affected, 0, true, "payload: erratum: PASS"),
-        ("erratum", 4, affected, 0, true, "payload: erratum: PASS"),
-        ("erratum", 8, affected, 0, true, "payload: erratum: PASS"),
-        ("erratum", 4, "max", -3, true, "payload: erratum: PASS"),
-        ("erratum", 4, "c1-pro-r2p0", -3, true, "payload: erratum: PASS"),
-        ("erratum-masked", 2, affected, 0, false, "payload: erratum-masked: PASS"),
-        ("erratum-masked", 4, affected, 0, true, "payload: erratum-masked: PASS"),
-        ("erratum-masked", 8, affected, 0, true, "payload: erratum-masked: PASS"),
-        ("erratum-churn", 4, affected, 0, true, "payload: erratum-churn: PASS"),
-        ("erratum-churn", 8, affected, 0, true, "payload: erratum-churn: PASS"),
-        ("erratum-suspended", 4, affected, 0, true, "payload: erratum-suspended: PASS"),
-        ("erratum-suspended", 8, affected, 0, true, "payload: erratum-suspended: PASS"),
-    ];
+/// `cargo xtask test-monitor [--machine ...]`: the scenarios, then on `virt` the benchmark.
+pub fn test(args: &TestArgs) -> Result<(), String> {
+    run_qemu_tests(args.machine)?;
+    if args.machine == Machine::Virt {
+        benchmark()?;
+    }
+    Ok(())
+}
+
+/// (scenario, CPUs, CPU model, erratum call result, -icount, line that proves success)
+type Row = (&'static str, usize, &'static str, i64, bool, &'static str);
+
+/// The CPU model of the erratum scenarios: C1-Pro r0p2, affected.
+const AFFECTED: &str = "c1-pro-r0p2";
+
+/// Every monitor scenario on QEMU `virt`.
+// The erratum scenarios run under `-icount` (deterministic, one vCPU at a time, well under a second
+// each: every waiting loop of the payload and the monitor ends in YIELD, WFE or WFI, which pass the
+// turn). The EL1 spinners' loop has a YIELD too (a no-op everywhere but in QEMU's -icount
+// scheduler), so the 2-CPU masked run also uses multi-threaded TCG, where it is a hard spin that
+// only the FIQ interrupts.
+#[rustfmt::skip]
+const VIRT_SCENARIOS: &[Row] = &[
+    ("boot", 4, "max", 0, false, "payload: boot: PASS"),
+    // Under -icount CPU 0 makes both CPU_ONs within one turn, so the second one deterministically
+    // finds the target still pending (ON_PENDING); the payload itself also accepts ALREADY_ON.
+    ("psci", 1, AFFECTED, 0, true, "payload: psci: PASS"),
+    ("psci", 2, AFFECTED, 0, true, "payload: psci: second CPU_ON answered -5"),
+    ("psci", 4, AFFECTED, 0, true, "payload: psci: second CPU_ON answered -5"),
+    ("psci", 4, AFFECTED, 0, false, "payload: psci: PASS"),
+    ("reset", 2, AFFECTED, 0, false, "monitor: Reset"),
+    ("erratum", 1, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum", 2, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum", 4, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum", 8, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum", 4, "max", -3, true, "payload: erratum: PASS"),
+    ("erratum", 4, "c1-pro-r2p0", -3, true, "payload: erratum: PASS"),
+    ("erratum-masked", 2, AFFECTED, 0, false, "payload: erratum-masked: PASS"),
+    ("erratum-masked", 4, AFFECTED, 0, true, "payload: erratum-masked: PASS"),
+    ("erratum-masked", 8, AFFECTED, 0, true, "payload: erratum-masked: PASS"),
+    ("erratum-churn", 4, AFFECTED, 0, true, "payload: erratum-churn: PASS"),
+    ("erratum-churn", 8, AFFECTED, 0, true, "payload: erratum-churn: PASS"),
+    ("erratum-suspended", 4, AFFECTED, 0, true, "payload: erratum-suspended: PASS"),
+    ("erratum-suspended", 8, AFFECTED, 0, true, "payload: erratum-suspended: PASS"),
+];
+
+/// The scenarios on QEMU `sbsa-ref`: those that exercise a different board fact, not the whole
+/// list again. Boot (memory map, console, GIC, device tree at 1 TiB); PSCI `CPU_ON`/`CPU_OFF`
+/// (entry points in DRAM at 1 TiB); the reset through the embedded controller (`SYSTEM_OFF` ends
+/// every run that passes: the payload powers off); the erratum call with 4 CPUs, and with 12 CPUs
+/// across two 8-CPU clusters (one SGI target list per cluster, MPIDR 0x100 = CPU 8), and in a
+/// power-down suspend with 12 CPUs.
+#[rustfmt::skip]
+const SBSA_SCENARIOS: &[Row] = &[
+    ("boot", 4, "max", 0, false, "payload: boot: PASS"),
+    ("psci", 4, AFFECTED, 0, true, "payload: psci: second CPU_ON answered -5"),
+    ("reset", 2, AFFECTED, 0, false, "monitor: Reset"),
+    ("erratum", 4, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum", 12, AFFECTED, 0, true, "payload: erratum: PASS"),
+    ("erratum-suspended", 12, AFFECTED, 0, true, "payload: erratum-suspended: PASS"),
+];
+
+/// Every monitor scenario of `machine` in QEMU (called by `cargo xtask test` for each board).
+pub fn run_qemu_tests(machine: Machine) -> Result<(), String> {
+    let monitor = firmware::build_for(machine, MONITOR)?;
+    let without_fix = firmware::build_for(machine, MONITOR_WITHOUT_FIX)?;
+    let payload = firmware::build_for(machine, PAYLOAD)?;
+    let table = match machine {
+        Machine::Virt => VIRT_SCENARIOS,
+        Machine::SbsaRef => SBSA_SCENARIOS,
+    };
     let scenarios =
         table.iter().map(
             |&(name, cpus, cpu_model, expected, icount, marker)| Scenario {
+                machine,
                 name,
                 cpus,
                 cpu_model,
@@ -211,9 +273,10 @@ pub fn run_qemu_tests() -> Result<(), String> {
         check(&scenario, &monitor, &payload)?;
     }
     let refused = Scenario {
+        machine,
         name: "erratum",
         cpus: 2,
-        cpu_model: affected,
+        cpu_model: AFFECTED,
         expected_erratum_result: -1,
         iterations: 1000,
         icount: true,
@@ -230,6 +293,7 @@ pub fn benchmark() -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     for cpus in [1, 2, 4, 8] {
         let scenario = Scenario {
+            machine: Machine::Virt,
             name: "benchmark",
             cpus,
             cpu_model: "c1-pro-r0p2",

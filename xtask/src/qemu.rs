@@ -1,10 +1,10 @@
-//! Runs images in QEMU's `virt` board the way the firmware expects it (BRIEF §8):
-//! `-M virt,secure=on,virtualization=on,gic-version=3 -cpu max[,midr=..] -smp N -m 1G -nographic
-//! -nic none -semihosting -no-reboot -bios monitor.bin`, the Non-secure payload loaded at the board's
-//! Non-secure entry with `-device loader`, an optional test-parameter block, a timeout, and the serial
-//! log (UART0, which the monitor and every payload print to) kept in a file under
-//! `target/qemu-logs/`. Every address comes from [`Board`] (`board::QemuVirt`), the crate the
-//! firmware reads.
+//! Runs images in QEMU the way the firmware expects it (BRIEF §8): `-M <board's machine> -cpu
+//! max[,midr=..] -smp N -m 1G -nographic -nic none -semihosting -no-reboot -bios monitor.bin`, the
+//! Non-secure payload loaded at the board's Non-secure entry with `-device loader`, an optional
+//! test-parameter block, a timeout, and the serial log (the console UART, which the monitor and every
+//! payload print to) kept in a file under `target/qemu-logs/`. Every address and the machine's QEMU
+//! options come from the `board` crate, the crate the firmware reads, for the board `--machine`
+//! names ([`Machine`]).
 
 use board::Platform;
 use std::io::Read;
@@ -12,30 +12,98 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The board the firmware is built for (`type Board` of the monitor and the hypervisor).
+/// The board of the Linux runs (`cargo xtask run`, `test-linux`, the Linux demo and benchmarks):
+/// QEMU `virt`, whose tree QEMU fills with every device a stock kernel needs.
 pub type Board = board::QemuVirt;
 /// QEMU's `-M` value for [`Board`].
+#[cfg(test)]
 pub const MACHINE: &str = Board::QEMU_MACHINE;
-/// Where the payload is loaded and entered (the board's Non-secure entry). `usize` to `u64` is
-/// lossless on every host xtask runs on (64-bit).
-pub const PAYLOAD_ADDRESS: u64 = Board::NON_SECURE_ENTRY as u64;
-/// Where test parameters are written.
-pub const TEST_PARAMETERS_ADDRESS: u64 = Board::TEST_PARAMETERS_ADDRESS as u64;
-/// Start of DRAM.
+/// Start of [`Board`]'s DRAM.
 pub const DRAM_BASE: u64 = Board::DRAM_BASE as u64;
 /// DRAM a run has unless its extra arguments choose their own size (`-m 1G`).
 pub const DEFAULT_DRAM_SIZE: u64 = 1 << 30;
+
+/// A QEMU board the firmware can be built for and run on (`--machine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Machine {
+    /// QEMU `virt` (`board::QemuVirt`).
+    #[default]
+    Virt,
+    /// QEMU `sbsa-ref` (`board::SbsaRef`).
+    SbsaRef,
+}
+
+/// What xtask needs of a board: QEMU's options and where it loads things. `usize` to `u64` is
+/// lossless on every host xtask runs on (64-bit).
+#[derive(Clone, Copy, Debug)]
+pub struct MachineFacts {
+    /// QEMU's `-M` value.
+    pub qemu_machine: &'static str,
+    /// Further QEMU arguments the board needs.
+    pub qemu_arguments: &'static [&'static str],
+    /// The `board` crate feature that selects it for the firmware (`None`: the default board).
+    pub board_feature: Option<&'static str>,
+    /// Where the Non-secure payload is loaded and entered.
+    pub payload_address: u64,
+    /// Where test parameters are written.
+    pub test_parameters_address: u64,
+    /// Where the hypervisor enters the host.
+    pub host_address: u64,
+    /// Where QEMU loads the demo's guest image.
+    pub guest_image_address: u64,
+    /// Most CPUs the firmware supports there.
+    pub max_cpus: usize,
+}
+
+impl MachineFacts {
+    fn of<P: Platform>(board_feature: Option<&'static str>) -> Self {
+        Self {
+            qemu_machine: P::QEMU_MACHINE,
+            qemu_arguments: P::QEMU_ARGUMENTS,
+            board_feature,
+            payload_address: P::NON_SECURE_ENTRY as u64,
+            test_parameters_address: P::TEST_PARAMETERS_ADDRESS as u64,
+            host_address: P::HOST_ENTRY as u64,
+            guest_image_address: P::GUEST_IMAGE.base as u64,
+            max_cpus: P::MAX_CPUS,
+        }
+    }
+}
+
+impl Machine {
+    /// Every board, in the order `cargo xtask test` runs them.
+    pub const ALL: [Self; 2] = [Self::Virt, Self::SbsaRef];
+
+    /// The board's facts, from the `board` crate.
+    pub fn facts(self) -> MachineFacts {
+        match self {
+            Self::Virt => MachineFacts::of::<board::QemuVirt>(None),
+            Self::SbsaRef => MachineFacts::of::<board::SbsaRef>(Some("sbsa-ref")),
+        }
+    }
+
+    /// A suffix for names of runs and images: empty for `virt` (names stay as they were), the
+    /// board's name otherwise.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Self::Virt => "",
+            Self::SbsaRef => "-sbsa-ref",
+        }
+    }
+}
 
 /// One QEMU run.
 #[derive(Clone, Debug)]
 pub struct Run {
     /// Name of the run; names the log file.
     pub name: String,
+    /// The board.
+    pub machine: Machine,
     /// The monitor image (`-bios`).
     pub monitor: PathBuf,
-    /// The Non-secure payload, loaded at [`PAYLOAD_ADDRESS`].
+    /// The Non-secure payload, loaded at the board's Non-secure entry.
     pub payload: Option<PathBuf>,
-    /// 64-bit words written from [`TEST_PARAMETERS_ADDRESS`] on.
+    /// 64-bit words written from the board's test parameter address on.
     pub parameters: Vec<u64>,
     /// `-cpu` value (e.g. `max` or `max,midr=0x410fd8b2`).
     pub cpu: String,
@@ -63,7 +131,14 @@ pub struct Outcome {
 impl Run {
     /// The QEMU command line.
     pub fn arguments(&self) -> Vec<String> {
-        let mut arguments: Vec<String> = vec!["-M".into(), MACHINE.into()];
+        let facts = self.machine.facts();
+        let mut arguments: Vec<String> = vec!["-M".into(), facts.qemu_machine.into()];
+        arguments.extend(
+            facts
+                .qemu_arguments
+                .iter()
+                .map(|argument| argument.to_string()),
+        );
         // DEFAULT_DRAM_SIZE unless the extra arguments choose their own size.
         if !self.extra.iter().any(|argument| argument == "-m") {
             arguments.extend(["-m".into(), format!("{}M", DEFAULT_DRAM_SIZE >> 20)]);
@@ -81,13 +156,14 @@ impl Run {
             arguments.extend([
                 "-device".into(),
                 format!(
-                    "loader,file={},addr={PAYLOAD_ADDRESS:#x},force-raw=on",
-                    payload.display()
+                    "loader,file={},addr={:#x},force-raw=on",
+                    payload.display(),
+                    facts.payload_address
                 ),
             ]);
         }
         for (index, value) in self.parameters.iter().enumerate() {
-            let address = TEST_PARAMETERS_ADDRESS + 8 * index as u64;
+            let address = facts.test_parameters_address + 8 * index as u64;
             arguments.extend([
                 "-device".into(),
                 format!("loader,addr={address:#x},data={value:#x},data-len=8"),
@@ -194,4 +270,46 @@ pub fn report(
 /// Shows where a log is, for error messages.
 pub fn log_hint(path: &Path) -> String {
     format!("(log: {})", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QEMU's command line follows the board `--machine` names: its `-M` and options, and the load
+    /// addresses of the payload and the parameter block.
+    #[test]
+    fn each_machine_starts_qemu_with_its_boards_facts() {
+        let command_line = |machine| {
+            Run {
+                machine,
+                name: "test".into(),
+                monitor: "monitor.bin".into(),
+                payload: Some("payload.bin".into()),
+                parameters: vec![7],
+                cpu: "max".into(),
+                cpus: 2,
+                extra: Vec::new(),
+                timeout: Duration::from_secs(1),
+            }
+            .arguments()
+            .join(" ")
+        };
+        let virt = command_line(Machine::Virt);
+        assert!(
+            virt.starts_with("-M virt,secure=on,virtualization=on,gic-version=3 -m 1024M"),
+            "{virt}"
+        );
+        assert!(virt.contains("loader,file=payload.bin,addr=0x40200000,force-raw=on"));
+        assert!(virt.contains("loader,addr=0x401ff000,data=0x7,data-len=8"));
+        let sbsa = command_line(Machine::SbsaRef);
+        assert!(
+            sbsa.starts_with("-M sbsa-ref -global VGA.romfile= -m 1024M"),
+            "{sbsa}"
+        );
+        assert!(sbsa.contains("loader,file=payload.bin,addr=0x10000200000,force-raw=on"));
+        assert!(sbsa.contains("loader,addr=0x100001ff000,data=0x7,data-len=8"));
+        assert_eq!(Machine::SbsaRef.facts().board_feature, Some("sbsa-ref"));
+        assert_eq!(Machine::Virt.facts().board_feature, None);
+    }
 }

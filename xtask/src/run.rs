@@ -248,6 +248,8 @@ impl LinuxBoot<'_> {
             ]);
         }
         let mut run = Run {
+            // Linux boots on QEMU `virt` only: its tree describes the devices a kernel needs.
+            machine: qemu::Machine::Virt,
             name: name.to_string(),
             monitor,
             payload: Some(payload),

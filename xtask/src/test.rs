@@ -25,7 +25,9 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
     }
     run_host_tests(&[])?;
     crate::model::loom_and_codegen()?;
-    crate::monitor_tests::run_qemu_tests()?;
+    for machine in crate::qemu::Machine::ALL {
+        crate::monitor_tests::run_qemu_tests(machine)?;
+    }
     crate::monitor_tests::benchmark()?;
     crate::demo::run_qemu_tests()?;
     crate::run::linux_boot_test()?;

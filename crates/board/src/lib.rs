@@ -4,14 +4,15 @@
 //!
 //! Why a trait of constants: the monitor (EL3), the hypervisor (EL2), their payloads and `xtask`
 //! must agree on every address; with one [`Platform`] implementation per board they read the same
-//! values, and a second board (QEMU `sbsa-ref`, FVP, silicon) is one more implementation plus the
-//! `type Board = ...;` line of each image, not an edit of every file that knows an address. The
+//! values, and a further board (FVP, silicon) is one more implementation plus a cargo feature that
+//! makes it [`Selected`], not an edit of every file that knows an address. The
 //! trait is constants (and two CPU-numbering functions with default bodies) so that the firmware
 //! can use the values where only constants are allowed: array lengths (`[T; Board::MAX_CPUS]`),
 //! `global_asm!` operands, statics.
 //!
-//! Implementations: [`QemuVirt`] (QEMU 7.2 `-M virt,secure=on,virtualization=on,gic-version=3`) and
-//! [`TestPlatform`], a made-up board with other addresses and another CPU numbering, against which
+//! Implementations: [`QemuVirt`] (QEMU 7.2 `-M virt,secure=on,virtualization=on,gic-version=3`),
+//! [`SbsaRef`] (QEMU 7.2 `-M sbsa-ref`: DRAM at 1 TiB, 8 CPUs per cluster, power through an
+//! embedded controller, a device tree without devices) and [`TestPlatform`], a made-up board with other addresses and another CPU numbering, against which
 //! the host tests of the code that uses the trait run (a test that still passes with QEMU's
 //! constants written in place of the trait's would prove nothing).
 //!
@@ -34,13 +35,45 @@
 
 mod link;
 mod qemu_virt;
+mod sbsa_ref;
 mod test_platform;
 
 use core::ops::Range;
 
 pub use link::{Image, MemoryBlock, link_region};
 pub use qemu_virt::QemuVirt;
+pub use sbsa_ref::SbsaRef;
 pub use test_platform::TestPlatform;
+
+/// The board the firmware is built for: the one place that names it. Cargo feature `qemu-virt`
+/// (the default) selects [`QemuVirt`], `sbsa-ref` selects [`SbsaRef`] (and wins when both are on,
+/// so that `--features board/sbsa-ref` is enough on top of the default). Every image, its build
+/// script and its payload libraries read this type; `cargo xtask --machine` picks the feature.
+#[cfg(feature = "sbsa-ref")]
+pub type Selected = SbsaRef;
+/// The board the firmware is built for (see the `sbsa-ref` variant of this item).
+#[cfg(not(feature = "sbsa-ref"))]
+pub type Selected = QemuVirt;
+
+#[cfg(not(any(feature = "qemu-virt", feature = "sbsa-ref")))]
+compile_error!("select a board: cargo feature `qemu-virt` or `sbsa-ref` of the `board` crate");
+
+/// Whether two strings are equal, in a constant: an image compares the board its build script
+/// linked it for (`env!("PKVM_BOARD")`) with the board its code reads.
+pub const fn same_name(left: &str, right: &str) -> bool {
+    let (left, right) = (left.as_bytes(), right.as_bytes());
+    if left.len() != right.len() {
+        return false;
+    }
+    let mut index = 0;
+    while index < left.len() {
+        if left[index] != right[index] {
+            return false;
+        }
+        index += 1;
+    }
+    true
+}
 
 /// A physical address range given as base and size.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -99,7 +132,7 @@ pub struct Uart {
 }
 
 /// Board power control through a Secure PL061 GPIO: a rising edge on one pin powers the board off,
-/// on another resets it.
+/// on another resets it (QEMU `virt`).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct GpioPower {
     /// The PL061's registers (Secure only).
@@ -108,6 +141,38 @@ pub struct GpioPower {
     pub power_off_pin: u32,
     /// The pin that resets the board.
     pub reset_pin: u32,
+}
+
+/// Board power control through one Secure command register: writing one value powers the board off,
+/// another resets it (the embedded controller of QEMU `sbsa-ref`, `hw/misc/sbsa_ec.c`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct CommandRegisterPower {
+    /// The device's registers (Secure only); the command register is the first word.
+    pub base: usize,
+    /// The value that powers the board off.
+    pub power_off: u32,
+    /// The value that resets the board.
+    pub reset: u32,
+}
+
+/// How the monitor powers the board off and resets it (`SYSTEM_OFF`, `SYSTEM_RESET`).
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum PowerControl {
+    /// Pins of a Secure PL061 GPIO.
+    Gpio(GpioPower),
+    /// A Secure command register.
+    CommandRegister(CommandRegisterPower),
+}
+
+impl PowerControl {
+    /// The 4 KiB frame of the device's registers (Secure only: forbidden to the host).
+    pub const fn registers(&self) -> Region {
+        let base = match self {
+            Self::Gpio(gpio) => gpio.base,
+            Self::CommandRegister(register) => register.base,
+        };
+        Region::new(base, 0x1000)
+    }
 }
 
 /// The affinity bits of `MPIDR_EL1` (Aff3, Aff2, Aff1, Aff0).
@@ -157,6 +222,15 @@ impl ClusterNumbering {
 pub trait Platform {
     /// The board's name, for messages.
     const NAME: &'static str;
+    /// QEMU's `-M` value for this board, with the options the firmware needs (Secure state, EL2,
+    /// GICv3); empty for a board QEMU does not model.
+    const QEMU_MACHINE: &'static str;
+    /// Further QEMU arguments the board needs to start.
+    const QEMU_ARGUMENTS: &'static [&'static str];
+    /// Whether the device tree the board hands to firmware already describes the console UART and
+    /// the GIC. When it does not, the monitor adds both nodes (from [`Self::UART`] and [`Self::GIC`])
+    /// before it passes the tree on, so that the hypervisor's device allowlist and the host see them.
+    const DEVICE_TREE_HAS_DEVICES: bool;
 
     /// Secure flash: where every CPU starts at EL3 (the reset vector).
     const SECURE_FLASH: Region;
@@ -193,7 +267,7 @@ pub trait Platform {
     /// The console.
     const UART: Uart;
     /// Board power-off and reset.
-    const POWER: GpioPower;
+    const POWER: PowerControl;
     /// Where the hypervisor accepts an SMMUv3 (a forbidden range), or `None` when the board has none.
     const SMMU: Option<Region>;
     /// Physical ranges the host may never map: Secure memory, Secure-only devices, the SMMU.
@@ -229,9 +303,9 @@ pub enum MapError {
     InsideHypervisor,
     /// A forbidden range overlaps DRAM (DRAM ownership is tracked page by page instead).
     ForbiddenOverlapsDram,
-    /// Secure flash, Secure RAM, the power GPIO or the SMMU is not inside a forbidden range.
+    /// Secure flash, Secure RAM, the power-control device or the SMMU is not inside a forbidden range.
     NotForbidden,
-    /// The GIC, the UART or the power GPIO is outside the device window.
+    /// The GIC, the UART or the power-control device is outside the device window.
     OutsideDevices,
     /// A cluster holds more CPUs than one SGI target list can name.
     ClusterTooLarge,
@@ -287,7 +361,7 @@ pub const fn check<P: Platform>() -> Result<(), MapError> {
         }
         index += 1;
     }
-    let gpio = Region::new(P::POWER.base, 0x1000);
+    let gpio = P::POWER.registers();
     if !inside_one_of(&P::SECURE_FLASH, P::FORBIDDEN)
         || !inside_one_of(&P::SECURE_RAM, P::FORBIDDEN)
         || !inside_one_of(&gpio, P::FORBIDDEN)

@@ -22,23 +22,22 @@
 //! The Non-secure entry is 2 MiB aligned so that an arm64 Linux `Image` (text offset 0) can be loaded
 //! there directly.
 
-use crate::{ClusterNumbering, GicLayout, GpioPower, Platform, Region, Uart};
+use crate::{ClusterNumbering, GicLayout, GpioPower, Platform, PowerControl, Region, Uart};
 use core::ops::Range;
 
 /// QEMU's `virt` board (see the module's map).
 #[derive(Clone, Copy, Debug)]
 pub struct QemuVirt;
 
-impl QemuVirt {
-    /// QEMU's `-M` value for this board (`cargo xtask` starts QEMU with it).
-    pub const QEMU_MACHINE: &'static str = "virt,secure=on,virtualization=on,gic-version=3";
-}
-
 /// Where QEMU `virt` puts the SMMUv3 (`-M virt,iommu=smmuv3`).
 const SMMU: Region = Region::new(0x0905_0000, 0x2_0000);
 
 impl Platform for QemuVirt {
     const NAME: &'static str = "QEMU virt";
+    const QEMU_MACHINE: &'static str = "virt,secure=on,virtualization=on,gic-version=3";
+    const QEMU_ARGUMENTS: &'static [&'static str] = &[];
+    // QEMU's tree describes every device of the board.
+    const DEVICE_TREE_HAS_DEVICES: bool = true;
 
     const SECURE_FLASH: Region = Region::new(0x0000_0000, 64 << 20);
     const SECURE_RAM: Region = Region::new(0x0E00_0000, 16 << 20);
@@ -69,11 +68,11 @@ impl Platform for QemuVirt {
         base: 0x0900_0000,
         clock_hz: 24_000_000,
     };
-    const POWER: GpioPower = GpioPower {
+    const POWER: PowerControl = PowerControl::Gpio(GpioPower {
         base: 0x090B_0000,
         power_off_pin: 0,
         reset_pin: 1,
-    };
+    });
     const SMMU: Option<Region> = Some(SMMU);
     const FORBIDDEN: &'static [Range<u64>] = &[
         Self::SECURE_FLASH.range(),

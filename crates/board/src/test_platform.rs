@@ -11,7 +11,7 @@
 //!              host 0x8160_0000, guest image 0x8200_0000, donations 0x8400_0000, initramfs 0x8800_0000
 //! ```
 
-use crate::{ClusterNumbering, GicLayout, GpioPower, Platform, Region, Uart};
+use crate::{ClusterNumbering, GicLayout, GpioPower, Platform, PowerControl, Region, Uart};
 use core::ops::Range;
 
 /// The made-up board of the host tests (see the module's map).
@@ -22,6 +22,9 @@ const SMMU: Region = Region::new(0x2B40_0000, 0x2_0000);
 
 impl Platform for TestPlatform {
     const NAME: &'static str = "test board";
+    const QEMU_MACHINE: &'static str = "";
+    const QEMU_ARGUMENTS: &'static [&'static str] = &[];
+    const DEVICE_TREE_HAS_DEVICES: bool = false;
 
     const SECURE_FLASH: Region = Region::new(0x1000_0000, 32 << 20);
     const SECURE_RAM: Region = Region::new(0x1400_0000, 8 << 20);
@@ -47,11 +50,11 @@ impl Platform for TestPlatform {
         base: 0x2C09_0000,
         clock_hz: 24_000_000,
     };
-    const POWER: GpioPower = GpioPower {
+    const POWER: PowerControl = PowerControl::Gpio(GpioPower {
         base: 0x2C0B_0000,
         power_off_pin: 3,
         reset_pin: 5,
-    };
+    });
     const SMMU: Option<Region> = Some(SMMU);
     const FORBIDDEN: &'static [Range<u64>] = &[
         Self::SECURE_FLASH.range(),

@@ -66,9 +66,10 @@ pub fn wait_statistics(cpu: usize) -> (u64, u64, u64) {
     (result[1], result[2], result[3])
 }
 
-/// This CPU's dense index (Aff0 on QEMU's `virt` board with at most 16 CPUs).
+/// This CPU's dense index, as the board numbers its CPUs (`board::Platform::cpu_index`: on QEMU
+/// `sbsa-ref` the 9th CPU is MPIDR 0x100, index 8).
 pub fn cpu_index() -> usize {
-    (platform_qemu::cpu::current_mpidr() & 0xFF) as usize
+    platform_qemu::cpu::current_index::<board::Selected>()
 }
 
 /// Enables the system-register interface of the GIC at EL2 and SGI 0 (Group 1 NS) in this CPU's
@@ -95,7 +96,9 @@ pub fn enable_wake_sgi() {
 
 /// Sends SGI 0 (Group 1 NS) to the CPU with dense index `target`.
 pub fn send_wake_sgi(target: usize) {
-    let value = (1u64 << (target % 16)) | (((target / 16) as u64) << 16);
+    // The board's numbering: Aff0 selects the bit of the target list, Aff1 the cluster.
+    let mpidr = platform_qemu::cpu::mpidr_from_index(target);
+    let value = (1u64 << (mpidr & 0xF)) | (((mpidr >> 8) & 0xFF) << 16);
     // SAFETY: writing ICC_SGI1R_EL1 only generates an SGI.
     unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) value, options(nostack)) };
 }

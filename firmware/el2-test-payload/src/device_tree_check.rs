@@ -1,8 +1,34 @@
 //! Checks the device tree the monitor hands over: what a stock Linux kernel needs to find PSCI.
 
+use core::fmt::Write;
 use device_tree::{DeviceTree, Error};
-use platform_qemu::memory_map::DEVICE_TREE_MAX_SIZE;
+use platform_qemu::memory_map::{DEVICE_TREE_MAX_SIZE, SECURE_RAM_BASE};
 use platform_qemu::println;
+
+/// A node path built without an allocator.
+struct Path {
+    bytes: [u8; 64],
+    length: usize,
+}
+
+impl Write for Path {
+    fn write_str(&mut self, text: &str) -> core::fmt::Result {
+        let end = self.length + text.len();
+        let slot = self
+            .bytes
+            .get_mut(self.length..end)
+            .ok_or(core::fmt::Error)?;
+        slot.copy_from_slice(text.as_bytes());
+        self.length = end;
+        Ok(())
+    }
+}
+
+impl Path {
+    fn as_str(&self) -> &str {
+        core::str::from_utf8(&self.bytes[..self.length]).unwrap_or("")
+    }
+}
 
 /// What the tree must say, checked in order; the first failure is reported.
 fn verify(tree: &DeviceTree) -> Result<usize, &'static str> {
@@ -24,7 +50,14 @@ fn verify(tree: &DeviceTree) -> Result<usize, &'static str> {
         }
         count += 1;
     }
-    match tree.find_node("/reserved-memory/monitor@e000000") {
+    // The monitor reserves the board's Secure RAM under its own name.
+    let mut path = Path {
+        bytes: [0; 64],
+        length: 0,
+    };
+    write!(path, "/reserved-memory/monitor@{SECURE_RAM_BASE:x}")
+        .map_err(|_| "reserved-memory path too long")?;
+    match tree.find_node(path.as_str()) {
         Ok(node) if node.property("no-map") != Ok(None) => Ok(count),
         Ok(_) => Err("the monitor's reserved memory is not no-map"),
         Err(Error::NodeNotFound) => Err("the monitor's memory is not reserved"),

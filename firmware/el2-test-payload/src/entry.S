@@ -1,12 +1,12 @@
 /*
  * Entry points of the test payload at Non-secure EL2. `payload_start`: the boot CPU, x0 = device
  * tree. `payload_secondary`: CPUs started by CPU_ON or resuming from a power-down CPU_SUSPEND,
- * x0 = context id. Both set the CPU's stack (index from MPIDR Aff0) and the EL2 vectors. The macros
- * come from platform_qemu::asm_macros! (included before this file).
+ * x0 = context id. Both set the CPU's stack (the board's dense CPU index from MPIDR: MAX_CPUS and
+ * CLUSTER_SHIFT come from board::Selected) and the EL2 vectors. The macros come from
+ * platform_qemu::asm_macros! (included before this file).
  */
 .macro set_stack
-    mrs     x9, mpidr_el1
-    and     x9, x9, #0xff
+    cpu_index_or_park x9, x10, x11, {MAX_CPUS}, {CLUSTER_SHIFT}, payload_park
     set_stack_top x9, 0x4000, x10, x11
     ldr     x10, =payload_vectors
     msr     vbar_el2, x10
@@ -26,6 +26,11 @@ payload_secondary:
     set_stack
     bl      secondary_main
     b       .
+
+/* A CPU the board cannot number: never used. */
+payload_park:
+    wfe
+    b       payload_park
 
 /* A CPU parked at EL1 with every interrupt masked, spinning without ever calling anything. */
 .global el1_spin

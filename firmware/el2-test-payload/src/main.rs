@@ -5,7 +5,8 @@
 //! scenario, word 1 the result the erratum call must give (0, or -3 on unaffected CPUs), word 2 the
 //! number of calls per round. The payload prints `payload: <scenario>: PASS` and exits QEMU through
 //! semihosting with status 0, or prints `FAIL` lines and exits with status 1. The PSCI scenario ends
-//! with `SYSTEM_OFF` instead (QEMU exits 0 through the monitor's power-off GPIO).
+//! with `SYSTEM_OFF` instead (QEMU exits 0 through the board's power control: the Secure GPIO on
+//! `virt`, the embedded controller on `sbsa-ref`).
 //!
 //! The rendezvous counters come from the monitor's statistics call (SiP `0xC200_0010`).
 #![no_std]
@@ -18,8 +19,19 @@ mod scenarios;
 use core::arch::global_asm;
 use platform_qemu::println;
 
+// The build script linked the image for the board its libraries read (`board::Selected`).
+const _: () = assert!(board::same_name(
+    env!("PKVM_BOARD"),
+    <board::Selected as board::Platform>::NAME
+));
+
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
-global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
+global_asm!(
+    platform_qemu::asm_macros!(),
+    include_str!("entry.S"),
+    MAX_CPUS = const <board::Selected as board::Platform>::MAX_CPUS,
+    CLUSTER_SHIFT = const <board::Selected as board::Platform>::CPU_NUMBERING.cluster_shift,
+);
 
 /// What the boot CPU was asked to do.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]

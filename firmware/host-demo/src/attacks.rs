@@ -35,7 +35,7 @@ const FW_CFG_BASE: u64 = 0x0902_0000;
 /// QEMU `virt`'s GICv3 ITS (control frame).
 const GITS_BASE: u64 = 0x0808_0000;
 /// A host page for DMA descriptors and the ITS command queue (never donated).
-const SCRATCH: u64 = 0x4380_0000 - 0x4_0000;
+const SCRATCH: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x4_0000;
 /// The host's values in the registers the world switch must switch (pointer-authentication key A
 /// low half, `TPIDR2_EL0`, `CNTV_CVAL_EL0`, `CNTV_CTL_EL0` with the interrupt masked, `CSSELR_EL1`).
 const HOST_MARKERS: [u64; 5] = [

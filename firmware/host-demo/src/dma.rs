@@ -43,7 +43,7 @@ const EDU_DMA_RUN: u64 = 1;
 const EDU_DMA_TO_MEMORY: u64 = 2;
 
 /// Host pages this scenario uses (host memory nothing else in the demo touches).
-const SCRATCH: u64 = 0x4360_0000;
+const SCRATCH: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x20_0000;
 /// The page of the hypervisor's memory the attack targets: its last page, past everything the
 /// hypervisor uses, so a successful write does no harm beyond proving the point.
 const HYPERVISOR_TARGET: u64 = (HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64 - PAGE_SIZE;

@@ -13,7 +13,7 @@ use platform_qemu::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE};
 use platform_qemu::println;
 
 /// A host page that is never donated: used for sharing and for "still usable" checks.
-const SPARE_PAGE: u64 = 0x4380_0000 - 0x1_0000;
+const SPARE_PAGE: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x1_0000;
 /// A guest address with nothing behind it.
 const FREE_IPA: u64 = GUEST_ENTRY_IPA + 0x1000_0000;
 

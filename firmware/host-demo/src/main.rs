@@ -36,6 +36,12 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform_qemu::println;
 
+// The build script linked the image for the board its libraries read (`board::Selected`).
+const _: () = assert!(board::same_name(
+    env!("PKVM_BOARD"),
+    <board::Selected as board::Platform>::NAME
+));
+
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
 global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
 

@@ -1,47 +1,76 @@
-//! The host's EL1 stage-1 translation: a fixed identity map of the low 512 GiB in 1 GiB blocks (device
-//! memory below DRAM and from 6 GiB on, normal write-back memory for 1..6 GiB, where DRAM of up to
-//! 5 GiB lies), the same on every CPU. With it the SME and
-//! plain stores of the demo go to Normal memory, as a real kernel's would; what the host may really
-//! touch is decided by the hypervisor's stage-2 underneath.
+//! The host's EL1 stage-1 translation: a fixed identity map in 1 GiB blocks of the 512 GiB slot at
+//! address 0 (the board's devices) and of the 512 GiB slot that holds the board's DRAM (the same slot
+//! on QEMU `virt`, the third on `sbsa-ref`, whose DRAM is at 1 TiB): normal write-back memory for
+//! the first 5 GiB of DRAM, device memory everywhere else. The same map on every CPU. With it the
+//! SME and plain stores of the demo go to Normal memory, as a real kernel's would; what the host may
+//! really touch is decided by the hypervisor's stage-2 underneath.
+
+use board::{Platform, Selected as Board};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 /// One 4 KiB translation table.
 #[repr(C, align(4096))]
 struct Table([u64; 512]);
 
+/// The level-0 table: filled at run time with the level-1 tables' addresses.
+#[repr(C, align(4096))]
+struct RootTable([AtomicU64; 512]);
+
 /// Block descriptor bits: valid block, access flag.
 const BLOCK: u64 = 0b01 | (1 << 10);
+/// Table descriptor bits: valid table.
+const TABLE: u64 = 0b11;
 /// AttrIndx 0 (device nGnRE), privileged and unprivileged execute-never.
 const DEVICE: u64 = BLOCK | (1 << 53) | (1 << 54);
 /// AttrIndx 1 (normal write-back), inner shareable.
 const NORMAL: u64 = BLOCK | (1 << 2) | (3 << 8);
 
-/// Level-1 table: entry N covers N..N+1 GiB; 1..6 GiB is DRAM (when the machine has that much).
-static LEVEL1: Table = {
+/// Start of DRAM.
+const DRAM_BASE: u64 = Board::DRAM_BASE as u64;
+/// The DRAM the host maps as normal memory (it may be smaller: the rest is never touched).
+const DRAM_MAPPED: u64 = 5 << 30;
+/// The level-0 slot (512 GiB) that holds DRAM.
+const DRAM_SLOT: usize = (DRAM_BASE >> 39) as usize;
+
+/// The level-1 table of 512 GiB slot `slot`: entry N covers N..N+1 GiB from the slot's start.
+const fn level1(slot: usize) -> Table {
     let mut entries = [0; 512];
     let mut index = 0;
     while index < 512 {
-        let attributes = if index >= 1 && index < 6 {
+        let address = ((slot as u64) << 39) | ((index as u64) << 30);
+        let attributes = if address >= DRAM_BASE && address < DRAM_BASE + DRAM_MAPPED {
             NORMAL
         } else {
             DEVICE
         };
-        entries[index] = ((index as u64) << 30) | attributes;
+        entries[index] = address | attributes;
         index += 1;
     }
     Table(entries)
-};
+}
+
+/// The devices' slot.
+static LOW: Table = level1(0);
+/// DRAM's slot (the same contents as [`LOW`] when DRAM is in slot 0).
+static DRAM: Table = level1(DRAM_SLOT);
+/// The root.
+static LEVEL0: RootTable = RootTable([const { AtomicU64::new(0) }; 512]);
 
 /// MAIR_EL1: index 0 device nGnRE, index 1 normal inner/outer write-back read/write-allocate.
 const MAIR: u64 = 0x04 | (0xFF << 8);
-/// TCR_EL1: T0SZ = 25 (512 GiB, walks start at level 1), write-back inner shareable walks, 4 KiB
-/// granule, TTBR1 walks disabled (EPD1), 40-bit intermediate physical addresses.
-const TCR: u64 = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
+/// TCR_EL1: T0SZ = 16 (256 TiB, walks start at level 0), write-back inner shareable walks, 4 KiB
+/// granule, TTBR1 walks disabled (EPD1), 48-bit intermediate physical addresses.
+const TCR: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (5 << 32);
 /// SCTLR_EL1: RES1 bits, MMU, data cache, stack alignment check, instruction cache.
 const SCTLR: u64 = 0x30D0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
 
 /// Turns this CPU's EL1 MMU and caches on with the identity map.
 pub fn enable() {
-    let root = &raw const LEVEL1 as u64;
+    // Every CPU writes the same two entries; the DSB in the sequence below orders them before the
+    // walks the MMU makes.
+    LEVEL0.0[0].store(&raw const LOW as u64 | TABLE, Ordering::Relaxed);
+    LEVEL0.0[DRAM_SLOT].store(&raw const DRAM as u64 | TABLE, Ordering::Relaxed);
+    let root = &raw const LEVEL0 as u64;
     // SAFETY: the identity map covers the host's code, data, stacks and UART at the addresses they
     // already have, so turning translation on changes no address the program uses.
     unsafe {

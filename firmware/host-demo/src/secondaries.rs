@@ -17,7 +17,7 @@ unsafe extern "C" {
 }
 
 /// Where each secondary CPU stores (host memory, 64 KiB each).
-const BUFFERS: u64 = 0x4380_0000;
+const BUFFERS: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS;
 /// Set by the boot CPU to end the loops.
 static STOP: AtomicU64 = AtomicU64::new(0);
 /// CPUs that entered their loop.

@@ -63,9 +63,12 @@ use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
 
-/// The board this hypervisor is built for: adding a board means implementing `board::Platform` for
-/// it and naming it here.
-pub type Board = board::QemuVirt;
+/// The board this image is built for: the `board` crate's selection (`cargo xtask --machine`
+/// picks it through the crate's features). Adding a board means implementing `board::Platform` in
+/// that crate, nothing here.
+pub type Board = board::Selected;
+// The build script linked the image for the same board (its `memory.ld`).
+const _: () = assert!(board::same_name(env!("PKVM_BOARD"), Board::NAME));
 // The board's map must be consistent (the hypervisor at the Non-secure entry, Secure memory and the
 // SMMU forbidden to the host, ...) before the hypervisor is built for it.
 const _: () = assert!(board::check::<Board>().is_ok());

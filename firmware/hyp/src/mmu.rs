@@ -1,6 +1,6 @@
 //! The hypervisor's own EL2 stage-1 translation: one identity map built by CPU 0 with
 //! `aarch64-paging` (its `El2` regime fits: a static identity map with no changes at run time), shared
-//! by every CPU. The attributes and register values are those of `platform_qemu::identity_map`.
+//! by every CPU. The attributes and register values are those of the `identity-map` crate.
 //!
 //! | range | mapping |
 //! |---|---|
@@ -14,25 +14,14 @@
 
 use crate::Board;
 use aarch64_paging::descriptor::El23Attributes;
-use aarch64_paging::idmap::IdMap;
-use aarch64_paging::paging::{El2, MemoryRegion};
+use aarch64_paging::paging::El2;
 use board::Platform;
 use core::ops::Range;
 use core::sync::atomic::{AtomicUsize, Ordering};
-use platform_qemu::identity_map::{self, ImageLayout};
+use identity_map::{BASE, DEVICE, ImageLayout, NORMAL};
 
 /// Root of the EL2 tables in use (0 before CPU 0 built them).
 static ROOT: AtomicUsize = AtomicUsize::new(0);
-
-/// Index 0 of `MAIR_ELx` (`identity_map::MAIR_VALUE`): device nGnRE.
-const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
-/// Index 1 of `MAIR_ELx`: normal memory, inner and outer write-back, read/write-allocate.
-const NORMAL: El23Attributes =
-    El23Attributes::ATTRIBUTE_INDEX_1.union(El23Attributes::INNER_SHAREABLE);
-/// Bits common to every block and page descriptor.
-const BASE: El23Attributes = El23Attributes::VALID
-    .union(El23Attributes::ACCESSED)
-    .union(El23Attributes::USER_RES1);
 
 /// SCTLR_EL2 with the MMU and caches off: its RES1 bits only.
 pub const SCTLR_EL2_RESET: u64 = identity_map::SCTLR_RESET;
@@ -76,16 +65,7 @@ pub fn build_tables(dram: Range<u64>) {
             BASE | NORMAL | El23Attributes::XN,
         ),
     ];
-    let mut map = IdMap::new(identity_map::ROOT_LEVEL, El2);
-    for (start, end, attributes) in regions {
-        if let Err(error) = map.map_range(&MemoryRegion::new(start, end), attributes) {
-            panic!("cannot map {start:#x}..{end:#x} at EL2: {error}");
-        }
-    }
-    map.mark_active();
-    ROOT.store(map.root_address().0, Ordering::Release);
-    // The tables live as long as the hypervisor: they are never changed or freed.
-    core::mem::forget(map);
+    ROOT.store(identity_map::build(El2, &regions), Ordering::Release);
 }
 
 /// Turns on this CPU's MMU and caches with the shared identity map.

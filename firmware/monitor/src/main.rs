@@ -1,4 +1,4 @@
-//! The EL3 monitor of pkvm-rs. The board is [`Board`] (QEMU's `virt`): every address, the GIC layout
+//! The EL3 monitor of pkvm-rs. The board is [`Board`] (QEMU `virt` or `sbsa-ref`): every address, the GIC layout
 //! and the CPU numbering come from its `board::Platform` implementation.
 //!
 //! Boot flow (see `firmware/README.md` for the picture and the memory map):
@@ -35,9 +35,12 @@ use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform_qemu::println;
 
-/// The board this monitor is built for: adding a board means implementing `board::Platform` for it
-/// and naming it here.
-pub type Board = board::QemuVirt;
+/// The board this image is built for: the `board` crate's selection (`cargo xtask --machine`
+/// picks it through the crate's features). Adding a board means implementing `board::Platform` in
+/// that crate, nothing here.
+pub type Board = board::Selected;
+// The build script linked the image for the same board (its `memory.ld`).
+const _: () = assert!(board::same_name(env!("PKVM_BOARD"), Board::NAME));
 // The board's map must be consistent (the hypervisor at the Non-secure entry, Secure memory
 // forbidden to the host, ...) before the monitor is built for it.
 const _: () = assert!(board::check::<Board>().is_ok());

@@ -1,6 +1,6 @@
 //! The monitor's EL3 translation regime: one identity map, built once by CPU 0 with `aarch64-paging`
 //! and shared by every CPU. The attributes and register values are those of
-//! `platform_qemu::identity_map`.
+//! the `identity-map` crate.
 //!
 //! | range                        | mapping                                                     |
 //! |------------------------------|-------------------------------------------------------------|
@@ -14,24 +14,13 @@
 
 use crate::Board;
 use aarch64_paging::descriptor::El23Attributes;
-use aarch64_paging::idmap::IdMap;
-use aarch64_paging::paging::{El3, MemoryRegion};
+use aarch64_paging::paging::El3;
 use board::Platform;
-use platform_qemu::identity_map::{self, ImageLayout};
+use identity_map::{BASE, DEVICE, ImageLayout, NORMAL};
 use spin::Once;
 
 /// Root of the EL3 tables, once built.
 static ROOT: Once<usize> = Once::new();
-
-/// Index 0 of `MAIR_ELx` (`identity_map::MAIR_VALUE`): device nGnRE.
-const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
-/// Index 1 of `MAIR_ELx`: normal memory, inner and outer write-back, read/write-allocate.
-const NORMAL: El23Attributes =
-    El23Attributes::ATTRIBUTE_INDEX_1.union(El23Attributes::INNER_SHAREABLE);
-/// Bits common to every block and page descriptor.
-const BASE: El23Attributes = El23Attributes::VALID
-    .union(El23Attributes::ACCESSED)
-    .union(El23Attributes::USER_RES1);
 
 /// Builds the identity map (CPU 0, MMU still off). Failing to build it is fatal: the monitor cannot
 /// run safely without it.
@@ -68,17 +57,7 @@ pub fn build_tables() {
                 BASE | NORMAL | El23Attributes::XN | El23Attributes::NS,
             ),
         ];
-        let mut map = IdMap::new(identity_map::ROOT_LEVEL, El3);
-        for (start, end, attributes) in regions {
-            if let Err(error) = map.map_range(&MemoryRegion::new(start, end), attributes) {
-                panic!("cannot map {start:#x}..{end:#x} at EL3: {error}");
-            }
-        }
-        map.mark_active();
-        let root = map.root_address().0;
-        // The tables live as long as the monitor: they are never changed or freed.
-        core::mem::forget(map);
-        root
+        identity_map::build(El3, &regions)
     });
 }
 

@@ -1,19 +1,20 @@
 //! CPU numbering: from the `MPIDR_EL1` affinity fields to a dense index 0..`MAX_CPUS`, as the
 //! board numbers its CPUs ([`board::Platform::cpu_index`]).
 
-use board::{Platform, QemuVirt};
+use board::{Platform, Selected};
 
 pub use board::MPIDR_AFFINITY_MASK;
 
-/// Returns the dense index of the CPU with the given `MPIDR_EL1` value on QEMU `virt` (the payloads'
-/// board), or `None` when no such CPU can exist there.
+/// Returns the dense index of the CPU with the given `MPIDR_EL1` value on the selected board (the
+/// payloads' board), or `None` when no such CPU can exist there.
 pub fn index_from_mpidr(mpidr: u64) -> Option<usize> {
-    QemuVirt::cpu_index(mpidr)
+    Selected::cpu_index(mpidr)
 }
 
-/// Returns the `MPIDR_EL1` affinity value of the CPU with the given dense index on QEMU `virt`.
+/// Returns the `MPIDR_EL1` affinity value of the CPU with the given dense index on the selected
+/// board.
 pub fn mpidr_from_index(index: usize) -> u64 {
-    QemuVirt::cpu_mpidr(index)
+    Selected::cpu_mpidr(index)
 }
 
 /// Reads this CPU's `MPIDR_EL1`.

@@ -1,8 +1,11 @@
-//! Board power control through a Secure PL061 GPIO (`board::Platform::POWER`): QEMU's `virt` board
-//! powers off on a rising edge of pin 0 and resets on a rising edge of pin 1. Only the Secure state
-//! can reach it.
+//! Board power control (`board::Platform::POWER`): a Secure PL061 GPIO on QEMU `virt` (a rising
+//! edge of one pin powers off, of another resets), a Secure command register on QEMU `sbsa-ref`
+//! (its embedded controller). Only the Secure state can reach either.
+//!
+//! What we wrote ourselves and why: the GPIO takes three register writes; `arm-pl061` would add a
+//! dependency for them, and the command register has no crate at all.
 
-use board::GpioPower;
+use board::{CommandRegisterPower, GpioPower, PowerControl};
 
 /// PL061 direction register offset.
 const GPIODIR: usize = 0x400;
@@ -16,14 +19,33 @@ pub enum BoardRequest {
     Reset,
 }
 
-/// Raises the pin of `gpio` for `request`, then waits for the board to act.
+/// Asks the board's power control for `request`, then waits for the board to act.
 ///
 /// # Safety
 ///
-/// The Secure GPIO must be mapped as device memory at its physical address, and nothing else may be
-/// using it; its pins must be below 8 (a PL061 has eight).
+/// The power-control device must be mapped as device memory at its physical address, and nothing
+/// else may be using it; GPIO pins must be below 8 (a PL061 has eight).
 #[cfg(target_arch = "aarch64")]
-pub unsafe fn request(gpio: GpioPower, request: BoardRequest) -> ! {
+pub unsafe fn request(power: PowerControl, request: BoardRequest) -> ! {
+    match power {
+        // SAFETY: the caller's guarantees, passed on.
+        PowerControl::Gpio(gpio) => unsafe { raise_pin(gpio, request) },
+        // SAFETY: the caller's guarantees, passed on.
+        PowerControl::CommandRegister(register) => unsafe { write_command(register, request) },
+    }
+    loop {
+        // SAFETY: WFI only waits; it touches no memory.
+        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
+    }
+}
+
+/// Raises the pin of `gpio` for `request`.
+///
+/// # Safety
+///
+/// As for [`request`].
+#[cfg(target_arch = "aarch64")]
+unsafe fn raise_pin(gpio: GpioPower, request: BoardRequest) {
     let pin = match request {
         BoardRequest::PowerOff => gpio.power_off_pin,
         BoardRequest::Reset => gpio.reset_pin,
@@ -39,8 +61,20 @@ pub unsafe fn request(gpio: GpioPower, request: BoardRequest) -> ! {
         base.byte_add(data_offset).write_volatile(0);
         base.byte_add(data_offset).write_volatile(0xFF);
     }
-    loop {
-        // SAFETY: WFI only waits; it touches no memory.
-        unsafe { core::arch::asm!("wfi", options(nomem, nostack)) };
-    }
+}
+
+/// Writes the command for `request` to the board's command register.
+///
+/// # Safety
+///
+/// As for [`request`].
+#[cfg(target_arch = "aarch64")]
+unsafe fn write_command(register: CommandRegisterPower, request: BoardRequest) {
+    let command = match request {
+        BoardRequest::PowerOff => register.power_off,
+        BoardRequest::Reset => register.reset,
+    };
+    // SAFETY: the caller guarantees the device is mapped at `base` and unused elsewhere; its first
+    // word is the command register.
+    unsafe { (register.base as *mut u32).write_volatile(command) };
 }

@@ -6,8 +6,21 @@
 //!
 //! What differs stays with each image: which ranges it maps and how (Secure or Non-secure, which
 //! parts of DRAM), and which exception level's registers [`enable_el2`] or [`enable_el3`] program.
-//! Building the map stays there too: `aarch64-paging`'s `IdMap` needs `alloc`, and this crate is
-//! also linked by the payloads, which have no allocator.
+//! Building the map from such a list is shared ([`build`]). A crate of its own rather than a module
+//! of `platform-qemu`: `aarch64-paging`'s `IdMap` needs `alloc`, and `platform-qemu` is also linked
+//! by the payloads, which have no allocator.
+//!
+//! Address size: 48 bits of virtual and physical address (root table at level 0), so that every
+//! board's DRAM is reachable: QEMU `sbsa-ref` has it at 1 TiB, beyond the 40 bits that QEMU `virt`
+//! would need.
+
+#![no_std]
+
+extern crate alloc;
+
+use aarch64_paging::descriptor::El23Attributes;
+use aarch64_paging::idmap::IdMap;
+use aarch64_paging::paging::{MemoryRegion, TranslationRegime};
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -15,15 +28,25 @@ unsafe extern "C" {
     static __data_start: u8;
 }
 
+/// Index 0 of `MAIR_ELx` ([`MAIR_VALUE`]): device nGnRE.
+pub const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
+/// Index 1 of `MAIR_ELx`: normal memory, inner and outer write-back, read/write-allocate.
+pub const NORMAL: El23Attributes =
+    El23Attributes::ATTRIBUTE_INDEX_1.union(El23Attributes::INNER_SHAREABLE);
+/// Bits common to every block and page descriptor.
+pub const BASE: El23Attributes = El23Attributes::VALID
+    .union(El23Attributes::ACCESSED)
+    .union(El23Attributes::USER_RES1);
+
 /// `MAIR_ELx`: index 0 device nGnRE, index 1 normal memory, inner and outer write-back,
 /// read/write-allocate.
 pub const MAIR_VALUE: u64 = 0x04 | (0xFF << 8);
-/// Root level 1: a 39-bit (512 GiB) address space.
-pub const ROOT_LEVEL: usize = 1;
-/// `TCR_EL3` / `TCR_EL2` (E2H = 0): T0SZ = 25 (39-bit VA), inner/outer write-back cacheable, inner
-/// shareable walks, 4 KiB granule, 40-bit PA, RES1 bits 23 and 31.
+/// Root level 0: a 48-bit (256 TiB) address space.
+pub const ROOT_LEVEL: usize = 0;
+/// `TCR_EL3` / `TCR_EL2` (E2H = 0): T0SZ = 16 (48-bit VA), inner/outer write-back cacheable, inner
+/// shareable walks, 4 KiB granule, 48-bit PA (PS = 5), RES1 bits 23 and 31.
 pub const TCR_VALUE: u64 =
-    25 | (1 << 8) | (1 << 10) | (3 << 12) | (2 << 16) | (1 << 23) | (1 << 31);
+    16 | (1 << 8) | (1 << 10) | (3 << 12) | (5 << 16) | (1 << 23) | (1 << 31);
 /// `SCTLR_EL3` / `SCTLR_EL2` (E2H = 0) with the MMU and caches off: its RES1 bits only.
 pub const SCTLR_RESET: u64 = 0x30C5_0830;
 /// `SCTLR_EL3` / `SCTLR_EL2` (E2H = 0) in use: RES1 bits, MMU, alignment checks off, data cache,
@@ -51,6 +74,26 @@ impl ImageLayout {
             data_start: &raw const __data_start as usize,
         }
     }
+}
+
+/// Builds an identity map of `regions` (start, end, attributes) in `regime` and returns its root's
+/// physical address. The tables live as long as the image: they are never changed or freed. Failing
+/// to map a range is fatal: the image cannot run safely without its map.
+pub fn build<R>(regime: R, regions: &[(usize, usize, R::Attributes)]) -> usize
+where
+    R: TranslationRegime<Asid = (), VaRange = ()>,
+    R::Attributes: core::fmt::Debug,
+{
+    let mut map = IdMap::new(ROOT_LEVEL, regime);
+    for &(start, end, attributes) in regions {
+        if let Err(error) = map.map_range(&MemoryRegion::new(start, end), attributes) {
+            panic!("cannot map {start:#x}..{end:#x} ({attributes:?}): {error}");
+        }
+    }
+    map.mark_active();
+    let root = map.root_address().0;
+    core::mem::forget(map);
+    root
 }
 
 /// Defines `enable_el2` and `enable_el3`: the same sequence, each on its own level's registers.
