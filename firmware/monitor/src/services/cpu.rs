@@ -15,20 +15,23 @@ use crate::MAX_CPUS;
 use crate::el3::read_sysreg;
 use crate::gic;
 use abi::cpu_service::{self, CpuServiceCall};
-use abi::smccc::{FunctionId, Owner};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
 use platform_qemu::println;
 use rendezvous::{
-    CpuIndex, CpuSet, Deadline, Inactivity, RendezvousPlatform, RendezvousStorage,
+    CpuIndex, CpuSet, Deadline, FlatRequest, Inactivity, RendezvousPlatform, RendezvousStorage,
     WorkaroundOutcome,
 };
 
-/// What each CPU did as a caller of the erratum call: the figures the monitor prints at
-/// `SYSTEM_OFF`/`SYSTEM_RESET` and reports through the statistics call, so that a run shows whose
-/// calls reached the rendezvous (stock pKVM calls from EL2, and its host kernel probes once from
-/// EL1). Each field has one writer, its CPU in the SMC handler (FIQs masked).
-struct CallerCounters {
+/// One CPU's rendezvous statistics, on its own cache line: what it did as a caller of the erratum
+/// call (the figures the monitor prints at `SYSTEM_OFF`/`SYSTEM_RESET` and reports through the
+/// statistics call, so that a run shows whose calls reached the rendezvous: stock pKVM calls from
+/// EL2, and its host kernel probes once from EL1) and the SGIs it answered. Every field has one
+/// writer, its CPU (in the SMC handler or the FIQ handler, never both at once: FIQs are masked in
+/// the SMC handler), so a plain load and store replace a read-modify-write, and the line is never
+/// written by another CPU.
+#[repr(C, align(64))]
+struct CpuCounters {
     /// Calls made from Non-secure EL1.
     from_el1: AtomicU64,
     /// Calls made from Non-secure EL2.
@@ -40,9 +43,13 @@ struct CallerCounters {
     /// All calls together, in counter ticks (under `-icount shift=0`, the instructions all vCPUs
     /// retired while this CPU's calls were under way, in 16-instruction ticks).
     total_ticks: AtomicU64,
+    /// Rendezvous SGIs sent as a caller (counted by the scan, no population count).
+    sgis_sent: AtomicU64,
+    /// Rendezvous SGIs answered.
+    sgis_answered: AtomicU64,
 }
 
-impl CallerCounters {
+impl CpuCounters {
     const fn new() -> Self {
         Self {
             from_el1: AtomicU64::new(0),
@@ -50,12 +57,14 @@ impl CallerCounters {
             deadline_misses: AtomicU64::new(0),
             longest_ticks: AtomicU64::new(0),
             total_ticks: AtomicU64::new(0),
+            sgis_sent: AtomicU64::new(0),
+            sgis_answered: AtomicU64::new(0),
         }
     }
 }
 
-/// Per-CPU caller counters.
-static CALLERS: [CallerCounters; MAX_CPUS] = [const { CallerCounters::new() }; MAX_CPUS];
+/// Per-CPU counters.
+static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CPUS];
 
 /// Bits of `CpuSet` words: one word covers every CPU this platform can have.
 const WORDS: usize = MAX_CPUS.div_ceil(64);
@@ -64,14 +73,9 @@ const WORDS: usize = MAX_CPUS.div_ceil(64);
 static RENDEZVOUS: RendezvousStorage<MAX_CPUS> = RendezvousStorage::new();
 /// Whether each CPU has the erratum (set by the CPU itself).
 static AFFECTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Rendezvous SGIs each CPU has answered (statistics for the tests and the demo). Each counter has
-/// one writer, its CPU's FIQ handler, so a plain load and store replace a read-modify-write.
-static SGIS_ANSWERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Rendezvous SGIs each CPU has sent as a caller (one writer each, like [`SGIS_ANSWERED`]); the
-/// statistics call reports their sum.
-static SGIS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Adds `amount` to a counter that only this CPU writes (with FIQs masked, so never concurrently).
+#[inline]
 fn add_to_own_counter(counter: &AtomicU64, amount: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_add(amount),
@@ -103,9 +107,6 @@ impl RendezvousPlatform for Platform {
         // SAFETY: a barrier only orders memory accesses.
         unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
         gic::send_rendezvous_sgi(targets.words());
-        if let Some(sent) = SGIS_SENT.get(crate::cpu_index()) {
-            add_to_own_counter(sent, targets.len() as u64);
-        }
     }
 
     fn local_dsb(&mut self) {
@@ -218,8 +219,8 @@ pub fn handle_fiq() {
         if let Err(error) = rendezvous::handle_sgi(&memory(), &mut Platform, CpuIndex::new(cpu)) {
             println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
         }
-        if let Some(answered) = SGIS_ANSWERED.get(cpu) {
-            add_to_own_counter(answered, 1);
+        if let Some(counters) = COUNTERS.get(cpu) {
+            add_to_own_counter(&counters.sgis_answered, 1);
         }
     }
     gic::end_group0(intid);
@@ -232,10 +233,8 @@ fn caller_exception_level() -> u64 {
 
 /// Counts a call by `cpu` from its exception level (also when the monitor lacks the fix, so that a
 /// refused probe shows).
-fn count_caller(cpu: usize) {
-    let Some(counters) = CALLERS.get(cpu) else {
-        return;
-    };
+#[inline]
+fn count_caller(counters: &CpuCounters) {
     let counter = if caller_exception_level() == 2 {
         &counters.from_el2
     } else {
@@ -244,33 +243,38 @@ fn count_caller(cpu: usize) {
     add_to_own_counter(counter, 1);
 }
 
-/// Runs one erratum call for `cpu`.
+/// The erratum call's short path from `exceptions.S` (`smc_entry`): the answer for x0.
+#[unsafe(no_mangle)]
+extern "C" fn handle_erratum_call() -> u64 {
+    erratum_call(crate::cpu_index())
+}
+
+/// Runs one erratum call for `cpu`: the flat caller loop of `crates/rendezvous` (the role's
+/// actions in the role's order, `tests/differential.rs`), then the statistics, each a plain
+/// increment on this CPU's own cache line.
+#[inline]
 fn erratum_call(cpu: usize) -> u64 {
-    count_caller(cpu);
+    let Some(counters) = COUNTERS.get(cpu) else {
+        return SMC_UNKNOWN;
+    };
+    count_caller(counters);
     if cfg!(feature = "without-erratum-fix") {
         return SMC_UNKNOWN;
     }
     let started = Platform.now();
     let deadline = Deadline::after(started, TIMEOUT_TICKS.load(Ordering::Relaxed));
-    let outcome: Result<WorkaroundOutcome<WORDS>, _> =
-        rendezvous::request_workaround(&memory(), &mut Platform, CpuIndex::new(cpu), deadline);
-    match outcome {
-        Ok(outcome) => {
-            if let Some(counters) = CALLERS.get(cpu) {
-                let ticks = Platform.now().wrapping_sub(started);
-                add_to_own_counter(&counters.total_ticks, ticks);
-                if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
-                    counters.longest_ticks.store(ticks, Ordering::Relaxed);
-                }
-                if matches!(outcome, WorkaroundOutcome::Timeout { .. }) {
-                    add_to_own_counter(&counters.deadline_misses, 1);
-                }
+    let request: Result<FlatRequest<WORDS>, _> =
+        rendezvous::request_workaround_flat(&memory(), &mut Platform, CpuIndex::new(cpu), deadline);
+    match request {
+        Ok(FlatRequest { outcome, sgis_sent }) => {
+            let ticks = Platform.now().wrapping_sub(started);
+            add_to_own_counter(&counters.total_ticks, ticks);
+            if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
+                counters.longest_ticks.store(ticks, Ordering::Relaxed);
             }
+            add_to_own_counter(&counters.sgis_sent, u64::from(sgis_sent));
             if let WorkaroundOutcome::Timeout { unanswered } = outcome {
-                println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
-                for target in unanswered.iter() {
-                    report_unanswered(target);
-                }
+                report_timeout(cpu, counters, &unanswered);
             }
             outcome.to_x0()
         }
@@ -278,6 +282,16 @@ fn erratum_call(cpu: usize) -> u64 {
             println!("monitor: erratum call on CPU {cpu} refused: {error:?}");
             SMC_UNKNOWN
         }
+    }
+}
+
+/// Counts and prints a call that passed its deadline.
+#[cold]
+fn report_timeout(cpu: usize, counters: &CpuCounters, unanswered: &CpuSet<WORDS>) {
+    add_to_own_counter(&counters.deadline_misses, 1);
+    println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
+    for target in unanswered.iter() {
+        report_unanswered(target);
     }
 }
 
@@ -291,7 +305,7 @@ fn report_unanswered(target: CpuIndex) {
         target.get(),
         memory.load_cpu_record(target),
         memory.load_serviced(target),
-        SGIS_ANSWERED[target.get()].load(Ordering::Relaxed),
+        COUNTERS[target.get()].sgis_answered.load(Ordering::Relaxed),
     );
 }
 
@@ -313,10 +327,10 @@ pub fn statistics(cpu: usize) -> Option<CpuStatistics> {
     use rendezvous::RendezvousMemory;
     Some(CpuStatistics {
         serviced: memory().load_serviced(CpuIndex::new(cpu)),
-        sgis_answered: SGIS_ANSWERED[cpu].load(Ordering::Relaxed),
-        sgis_sent: SGIS_SENT
+        sgis_answered: COUNTERS[cpu].sgis_answered.load(Ordering::Relaxed),
+        sgis_sent: COUNTERS
             .iter()
-            .map(|sent| sent.load(Ordering::Relaxed))
+            .map(|counters| counters.sgis_sent.load(Ordering::Relaxed))
             .sum(),
     })
 }
@@ -367,9 +381,9 @@ fn skipped_inactive(cpu: usize, calls: u64) -> u64 {
 
 /// Rendezvous SGIs `cpu` has sent as a caller.
 pub fn sgis_sent_by(cpu: usize) -> u64 {
-    SGIS_SENT
+    COUNTERS
         .get(cpu)
-        .map_or(0, |sent| sent.load(Ordering::Relaxed))
+        .map_or(0, |counters| counters.sgis_sent.load(Ordering::Relaxed))
 }
 
 /// Counter ticks as nanoseconds.
@@ -383,7 +397,7 @@ pub fn caller_statistics(cpu: usize) -> Option<CallerStatistics> {
     if cpu >= crate::power::cpu_count() {
         return None;
     }
-    let counters = CALLERS.get(cpu)?;
+    let counters = COUNTERS.get(cpu)?;
     let calls =
         counters.from_el1.load(Ordering::Relaxed) + counters.from_el2.load(Ordering::Relaxed);
     Some(CallerStatistics {
@@ -433,7 +447,7 @@ pub fn print_statistics() {
         longest / 1000,
         longest % 1000
     );
-    let inside: u64 = CALLERS
+    let inside: u64 = COUNTERS
         .iter()
         .take(cpus)
         .map(|counters| counters.total_ticks.load(Ordering::Relaxed))
@@ -465,10 +479,6 @@ pub fn print_statistics() {
 pub struct CpuService;
 
 impl Service for CpuService {
-    fn owns(&self, function_id: FunctionId) -> bool {
-        function_id.owner() == Owner::Cpu
-    }
-
     fn handle(&self, call: &SmcCall) -> SmcReturn {
         match CpuServiceCall::decode(call.function_id, call.arguments) {
             Ok(CpuServiceCall::Erratum4193714Workaround) => SmcReturn::one(erratum_call(call.cpu)),
