@@ -10,7 +10,9 @@
  * A FIQ handler runs to completion with every exception masked and never reads or changes the
  * interrupted registers, so a FIQ entry saves only what the Rust code may clobber under the
  * procedure-call standard (x0-x18, x30); x19-x29 are preserved by the compiled code itself, and
- * ELR_EL3/SPSR_EL3 stay untouched because no other exception is taken meanwhile.
+ * ELR_EL3/SPSR_EL3 stay untouched because no other exception is taken meanwhile. (A FIQ taken in
+ * the monitor itself, the deadline timer in a caller's wait, overwrites the SMC's ELR_EL3 and
+ * SPSR_EL3 on entry: the wait keeps them.)
  */
 .macro fiq_entry handler
     .balign 0x80
@@ -24,8 +26,9 @@
  * procedure-call standard, x0-x18 and x30, in an `SmcFrame` (services/mod.rs; the same layout as
  * the start of a `Context`): SMC handlers read x0-x17 and write x0-x3 only, x19-x29 and SP_EL3 are
  * callee-saved in the Rust (AAPCS64) ABI the handlers are compiled to, so they restore those
- * themselves, and ELR_EL3/SPSR_EL3 stay untouched because the monitor runs with every exception
- * masked and takes none meanwhile. The erratum call (w0 = 0x81000010; SMCCC ignores the upper
+ * themselves, and ELR_EL3/SPSR_EL3 stay as they are: the monitor runs with every exception masked
+ * but in a caller's wait, which keeps them across the one FIQ it may take there (the deadline
+ * timer; `wait_for_event` in services/cpu.rs). The erratum call (w0 = 0x81000010; SMCCC ignores the upper
  * half of an SMC32 function ID) then goes straight to `handle_erratum_call`, every other SMC to
  * `handle_smc` (the service table). Other exceptions (traps) take the whole frame
  * (`trap_entry`), since they rewrite ELR_EL3/SPSR_EL3. x16/x17 are the test's scratch registers

@@ -47,6 +47,8 @@ struct CpuCounters {
     sgis_sent: AtomicU64,
     /// Rendezvous SGIs answered.
     sgis_answered: AtomicU64,
+    /// Waits ended by the deadline timer (the Secure physical timer's FIQ).
+    deadline_timer_wakeups: AtomicU64,
 }
 
 impl CpuCounters {
@@ -59,9 +61,13 @@ impl CpuCounters {
             total_ticks: AtomicU64::new(0),
             sgis_sent: AtomicU64::new(0),
             sgis_answered: AtomicU64::new(0),
+            deadline_timer_wakeups: AtomicU64::new(0),
         }
     }
 }
+
+// One cache line each.
+const _: () = assert!(size_of::<CpuCounters>() == 64);
 
 /// Per-CPU counters.
 static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CPUS];
@@ -90,7 +96,12 @@ static CPUS_RECORDED: AtomicU64 = AtomicU64::new(0);
 /// How long a caller waits for every CPU, in total (not per CPU): one second. Real hardware answers
 /// in microseconds; QEMU's vCPUs are host threads that a loaded host can stall for tens of
 /// milliseconds, and the deadline only exists so that a broken CPU cannot hang the caller forever.
-const RENDEZVOUS_TIMEOUT_MICROSECONDS: u64 = 1_000_000;
+/// The deliberately broken `never-answer` build waits one millisecond, so that its test is short.
+const RENDEZVOUS_TIMEOUT_MICROSECONDS: u64 = if cfg!(feature = "never-answer") {
+    1_000
+} else {
+    1_000_000
+};
 
 /// [`RENDEZVOUS_TIMEOUT_MICROSECONDS`] in counter ticks (computed once, off the hot path).
 static TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -99,8 +110,47 @@ fn memory() -> rendezvous::AtomicRendezvousMemory<'static> {
     RENDEZVOUS.memory(crate::power::cpu_count())
 }
 
-/// The rendezvous' hardware actions on this platform.
-struct Platform;
+/// The rendezvous' hardware actions on this platform. `deadline` is the tick at which a waiting
+/// caller's deadline timer fires (`Deadline::NEVER` outside a call); `armed` whether the timer has
+/// been started.
+struct Platform {
+    deadline: u64,
+    armed: bool,
+}
+
+impl Platform {
+    /// The platform of a role that never waits (responder, leave, join).
+    const fn no_wait() -> Self {
+        Self {
+            deadline: u64::MAX,
+            armed: false,
+        }
+    }
+}
+
+/// `YIELD`s in the wait's unmasked window: none, but in the deliberately broken `never-answer`
+/// build (its test needs the timer's FIQ to arrive inside the window, see `wait_for_event`).
+const TEST_WINDOW_YIELDS: u64 = if cfg!(feature = "never-answer") {
+    10_000
+} else {
+    0
+};
+
+/// `CNTPS_CTL_EL1.ENABLE`: the Secure physical timer runs, its interrupt unmasked (IMASK clear).
+const TIMER_ENABLE: u64 = 1;
+
+/// Stops this CPU's Secure physical timer.
+fn stop_deadline_timer() {
+    // SAFETY: CNTPS_CTL_EL1 is the Secure physical timer's control, used only by the rendezvous
+    // wait on this CPU; writing 0 stops it and touches no memory.
+    unsafe {
+        core::arch::asm!(
+            "msr cntps_ctl_el1, xzr",
+            "isb",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
 
 impl RendezvousPlatform for Platform {
     fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
@@ -119,9 +169,61 @@ impl RendezvousPlatform for Platform {
         unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
     }
 
+    /// Waits for an event (`WFE`) with the deadline bounded by the Secure physical timer, which
+    /// the Non-secure world cannot access: WFE is woken by SEV, the event stream (configured by
+    /// the Non-secure world, so not relied upon) or an interrupt *that is not masked by PSTATE*;
+    /// WFI would wake on a masked interrupt but not on SEV. So the timer (Group 0, an FIQ at EL3)
+    /// is armed at the deadline, and FIQs are unmasked around the WFE with `ICC_PMR_EL1` raised
+    /// to [`gic::WAIT_PRIORITY_MASK`], so that only the timer is taken, never the rendezvous SGI
+    /// nor a Non-secure interrupt. Taking the FIQ ends the WFE (its handler also runs `SEVL`, for
+    /// a timer taken just before the WFE). ELR_EL3 and SPSR_EL3 hold the caller's return state,
+    /// which taking that FIQ overwrites: they are kept in registers and written back, like PMR.
     fn wait_for_event(&mut self) {
-        // SAFETY: WFE only waits; it touches no memory.
-        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+        if !self.armed {
+            self.armed = true;
+            // SAFETY: programs this CPU's Secure physical timer (compare value, then enable);
+            // only the rendezvous wait uses it; no memory is touched.
+            unsafe {
+                core::arch::asm!(
+                    "msr cntps_cval_el1, {deadline}",
+                    "msr cntps_ctl_el1, {enable}",
+                    deadline = in(reg) self.deadline,
+                    enable = in(reg) TIMER_ENABLE,
+                    options(nomem, nostack, preserves_flags),
+                )
+            };
+        }
+        // SAFETY: the FIQ that may be taken inside runs `handle_fiq` (through `fiq_entry`, which
+        // saves and restores every register Rust code may clobber) and returns here; this SMC's
+        // return state (ELR_EL3, SPSR_EL3), which taking that FIQ overwrites, and PMR are written
+        // back before FIQs are masked again.
+        unsafe {
+            core::arch::asm!(
+                "mrs {elr}, elr_el3",
+                "mrs {spsr}, spsr_el3",
+                "mrs {pmr}, icc_pmr_el1",
+                "msr icc_pmr_el1, {mask}",
+                "isb",
+                "msr daifclr, #1",
+                // The `never-answer` test build stays here a while (QEMU's WFE does not sleep),
+                // so that the timer's FIQ is taken in this window and its path is exercised.
+                "cbz {stay}, 2f",
+                "1: yield",
+                "subs {stay}, {stay}, #1",
+                "b.ne 1b",
+                "2: wfe",
+                "msr daifset, #1",
+                "msr icc_pmr_el1, {pmr}",
+                "msr elr_el3, {elr}",
+                "msr spsr_el3, {spsr}",
+                elr = out(reg) _,
+                spsr = out(reg) _,
+                pmr = out(reg) _,
+                stay = inout(reg) TEST_WINDOW_YIELDS => _,
+                mask = in(reg) gic::WAIT_PRIORITY_MASK,
+                options(nostack),
+            )
+        };
     }
 
     fn now(&mut self) -> u64 {
@@ -176,9 +278,12 @@ pub fn init_cpu(cpu: usize) {
 /// Rejoins the active set (after the GIC interface of this CPU is set up).
 pub fn join(cpu: usize) {
     let affected = AFFECTED[cpu].load(Ordering::Relaxed);
-    if let Err(error) =
-        rendezvous::join_active_set(&memory(), &mut Platform, CpuIndex::new(cpu), affected)
-    {
+    if let Err(error) = rendezvous::join_active_set(
+        &memory(),
+        &mut Platform::no_wait(),
+        CpuIndex::new(cpu),
+        affected,
+    ) {
         panic!("CPU {cpu} cannot join the rendezvous: {error:?}");
     }
 }
@@ -201,9 +306,12 @@ pub fn leave(cpu: usize, leaving: Leaving) {
         Leaving::PowerDown => Inactivity::PowerDownSuspended,
         Leaving::Retention => Inactivity::RetentionSuspended,
     };
-    if let Err(error) =
-        rendezvous::leave_active_set(&memory(), &mut Platform, CpuIndex::new(cpu), inactivity)
-    {
+    if let Err(error) = rendezvous::leave_active_set(
+        &memory(),
+        &mut Platform::no_wait(),
+        CpuIndex::new(cpu),
+        inactivity,
+    ) {
         panic!("CPU {cpu} cannot leave the rendezvous: {error:?}");
     }
 }
@@ -214,13 +322,28 @@ pub fn handle_fiq() {
     let Some(intid) = gic::acknowledge_group0() else {
         return;
     };
+    let cpu = crate::cpu_index();
     if gic::is_rendezvous_sgi(intid) {
-        let cpu = crate::cpu_index();
-        if let Err(error) = rendezvous::handle_sgi(&memory(), &mut Platform, CpuIndex::new(cpu)) {
-            println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+        // The deliberately broken build of the deadline test: CPU 1 takes the SGI and ends it
+        // without answering.
+        if !(cfg!(feature = "never-answer") && cpu == 1) {
+            let answered =
+                rendezvous::handle_sgi(&memory(), &mut Platform::no_wait(), CpuIndex::new(cpu));
+            if let Err(error) = answered {
+                println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+            }
         }
         if let Some(counters) = COUNTERS.get(cpu) {
             add_to_own_counter(&counters.sgis_answered, 1);
+        }
+    } else if gic::is_deadline_timer(intid) {
+        // A waiting caller's deadline: stop the timer and make sure the WFE it interrupted (or
+        // is about to run) returns; the caller then reads the clock and gives up.
+        stop_deadline_timer();
+        // SAFETY: SEVL only sets this CPU's event register.
+        unsafe { core::arch::asm!("sevl", options(nomem, nostack, preserves_flags)) };
+        if let Some(counters) = COUNTERS.get(cpu) {
+            add_to_own_counter(&counters.deadline_timer_wakeups, 1);
         }
     }
     gic::end_group0(intid);
@@ -261,20 +384,38 @@ fn erratum_call(cpu: usize) -> u64 {
     if cfg!(feature = "without-erratum-fix") {
         return SMC_UNKNOWN;
     }
-    let started = Platform.now();
+    let started = read_sysreg!("cntpct_el0");
     let deadline = Deadline::after(started, TIMEOUT_TICKS.load(Ordering::Relaxed));
+    let mut platform = Platform {
+        deadline: deadline.tick(),
+        armed: false,
+    };
     let request: Result<FlatRequest<WORDS>, _> =
-        rendezvous::request_workaround_flat(&memory(), &mut Platform, CpuIndex::new(cpu), deadline);
+        rendezvous::request_workaround_flat(&memory(), &mut platform, CpuIndex::new(cpu), deadline);
+    // Whether the deadline timer's interrupt is raised and not yet taken, for a call that gave up
+    // (read before the timer is stopped; only on that cold path).
+    let timer_raised = platform.armed
+        && matches!(
+            request,
+            Ok(FlatRequest {
+                outcome: WorkaroundOutcome::Timeout { .. },
+                ..
+            })
+        )
+        && gic::deadline_timer_pending(cpu);
+    if platform.armed {
+        stop_deadline_timer();
+    }
     match request {
         Ok(FlatRequest { outcome, sgis_sent }) => {
-            let ticks = Platform.now().wrapping_sub(started);
+            let ticks = platform.now().wrapping_sub(started);
             add_to_own_counter(&counters.total_ticks, ticks);
             if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
                 counters.longest_ticks.store(ticks, Ordering::Relaxed);
             }
             add_to_own_counter(&counters.sgis_sent, u64::from(sgis_sent));
             if let WorkaroundOutcome::Timeout { unanswered } = outcome {
-                report_timeout(cpu, counters, &unanswered);
+                report_timeout(cpu, counters, &unanswered, timer_raised);
             }
             outcome.to_x0()
         }
@@ -285,11 +426,34 @@ fn erratum_call(cpu: usize) -> u64 {
     }
 }
 
+/// Per CPU, [`CpuCounters::deadline_timer_wakeups`] when its last call gave up (cold path only),
+/// so that a time-out can tell whether the timer's FIQ was taken during that call.
+static TIMER_WAKEUPS_SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
 /// Counts and prints a call that passed its deadline.
 #[cold]
-fn report_timeout(cpu: usize, counters: &CpuCounters, unanswered: &CpuSet<WORDS>) {
+fn report_timeout(
+    cpu: usize,
+    counters: &CpuCounters,
+    unanswered: &CpuSet<WORDS>,
+    timer_raised: bool,
+) {
     add_to_own_counter(&counters.deadline_misses, 1);
     println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
+    let wakeups = counters.deadline_timer_wakeups.load(Ordering::Relaxed);
+    let seen = TIMER_WAKEUPS_SEEN
+        .get(cpu)
+        .map_or(wakeups, |seen| seen.swap(wakeups, Ordering::Relaxed));
+    // On hardware the timer's FIQ is what ends a wait nobody answers; under QEMU, whose WFE
+    // does not sleep, the caller may read the clock before the FIQ is taken.
+    let timer = if wakeups != seen {
+        "its FIQ ended the wait"
+    } else if timer_raised {
+        "raised, not yet taken (the clock was read first)"
+    } else {
+        "NOT RAISED"
+    };
+    println!("monitor:   deadline timer: {timer}");
     for target in unanswered.iter() {
         report_unanswered(target);
     }
@@ -447,6 +611,12 @@ pub fn print_statistics() {
         longest / 1000,
         longest % 1000
     );
+    let timer_wakeups: u64 = COUNTERS
+        .iter()
+        .take(cpus)
+        .map(|counters| counters.deadline_timer_wakeups.load(Ordering::Relaxed))
+        .sum();
+    println!("monitor: waits ended by the deadline timer: {timer_wakeups}");
     let inside: u64 = COUNTERS
         .iter()
         .take(cpus)
@@ -458,7 +628,7 @@ pub fn print_statistics() {
     // of a whole run from this line.
     println!(
         "monitor: counter at power-off: {} ticks at {} Hz",
-        Platform.now(),
+        read_sysreg!("cntpct_el0"),
         read_sysreg!("cntfrq_el0")
     );
     for cpu in 0..cpus {
