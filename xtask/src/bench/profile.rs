@@ -66,6 +66,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         let profile = profile(&monitor, &payload, cpus, &names)?;
         let table = table(&profile);
         print!("{table}");
+        text.push_str(&summary(&profile));
         text.push_str(&table);
         if (profile.traced_per_call - profile.pmu_per_call).abs() > 0.001 {
             return Err(format!(
@@ -397,6 +398,132 @@ fn parse_exec(rest: &str) -> Option<(usize, &str, u64)> {
         host,
         u64::from_str_radix(pc, 16).ok()?,
     ))
+}
+
+/// The groups of the summary table, each with the parts that belong to it (a part belongs to the
+/// first group one of whose patterns it contains); the rest is "other".
+const GROUPS: &[(&str, &[&str])] = &[
+    ("EL2 calling loop / interrupted idle loop", &["EL2 payload"]),
+    (
+        "SMC entry, dispatch, register restore, ERET",
+        &[
+            "SMC vector",
+            "smc_other",
+            "handle_smc",
+            "exception_return",
+            "handle_lower_el_sync",
+            "services::dispatch",
+            "handle_erratum_call",
+        ],
+    ),
+    (
+        "FIQ entry, acknowledge, end, return",
+        &[
+            "FIQ vector",
+            "fiq_return",
+            "handle_fiq",
+            "acknowledge_group0",
+            "end_group0",
+        ],
+    ),
+    (
+        "call set-up and statistics",
+        &[
+            "erratum_call",
+            "count_caller",
+            "caller_exception_level",
+            "add_to_own_counter",
+            "CpuSet::len",
+            "Deadline::after",
+            "EL3: now",
+            "cpu_service::",
+            "smccc::",
+            "EL3: handle",
+            "owns",
+            "SmcReturn",
+        ],
+    ),
+    (
+        "wait: WFE, deadline timer",
+        &["wait_for_event", "stop_deadline_timer"],
+    ),
+    ("SGI send", &["send_rendezvous_sgi", "send_sgi"]),
+    (
+        "read counter, DSB, publish, SEV (all roles)",
+        &[
+            "load_request_counter",
+            "local_dsb",
+            "store_serviced",
+            "send_event",
+            "increment_request_counter",
+        ],
+    ),
+    (
+        "protocol bookkeeping: scan of CPU records, wait passes, role set-up",
+        &[
+            "flat::",
+            "CallerRole",
+            "request_workaround",
+            "scan_record",
+            "load_cpu_record",
+            "from_bits",
+            "load_serviced",
+            "has_serviced",
+            "newer_request",
+            "CpuSet",
+            "CpuIndex",
+            "check_cpu",
+            "has_passed",
+            "handle_sgi",
+            "RendezvousStorage::memory",
+            "power::cpu_count",
+            "cpu_index",
+            "eq",
+        ],
+    ),
+];
+
+/// The summary of one profile: instructions per call by group, caller and each responder.
+fn summary(profile: &Profile) -> String {
+    let responders = profile.cpus.saturating_sub(1).max(1) as f64;
+    let mut groups: Vec<(&str, f64, f64)> =
+        GROUPS.iter().map(|(name, _)| (*name, 0.0, 0.0)).collect();
+    let mut other = (0.0, 0.0);
+    for (part, (on_caller, on_responders)) in &profile.parts {
+        match GROUPS
+            .iter()
+            .position(|(_, patterns)| patterns.iter().any(|pattern| part.contains(pattern)))
+        {
+            Some(index) => {
+                groups[index].1 += on_caller;
+                groups[index].2 += on_responders;
+            }
+            None => {
+                other.0 += on_caller;
+                other.1 += on_responders;
+            }
+        }
+    }
+    let mut text = format!(
+        "\n#### Summary, {} CPU{}: {:.1} instructions per call\n\n| part | caller (CPU 0) | each responder |\n|---|---:|---:|\n",
+        profile.cpus,
+        if profile.cpus == 1 { "" } else { "s" },
+        profile.traced_per_call
+    );
+    for (name, on_caller, on_responders) in groups {
+        let _ = writeln!(
+            text,
+            "| {name} | {on_caller:.1} | {:.1} |",
+            on_responders / responders
+        );
+    }
+    let _ = writeln!(
+        text,
+        "| other | {:.1} | {:.1} |",
+        other.0,
+        other.1 / responders
+    );
+    text
 }
 
 /// The table of one profile: parts with at least 0.5 instructions per call, largest first.

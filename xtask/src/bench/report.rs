@@ -90,7 +90,10 @@ fn rendezvous_cost_targets(results: &Value) -> Vec<Value> {
             .find(|(count, _)| *count == cpus)
             .map_or(f64::NAN, |(_, cost)| *cost);
         targets.push(target(
-            &format!("erratum call, {cpus} CPUs (others wfi)"),
+            &format!(
+                "erratum call, {cpus} CPU{} (others wfi)",
+                if cpus == 1.0 { "" } else { "s" }
+            ),
             &format!("<= {limit} instructions (TF-A v2.15: 1,053 / 1,291 / 1,677 at 1 / 2 / 4)"),
             format!("{cost:.0}"),
             cost <= limit,

@@ -316,7 +316,22 @@ pub fn leave(cpu: usize, leaving: Leaving) {
     }
 }
 
-/// The FIQ handler: answers the rendezvous SGI. Other Group 0 interrupts do not exist on this
+/// The memory view of a responder: every slot the storage has, so that answering does not read
+/// the number of CPUs present (a responder touches only the counter and its own slot, and its
+/// index is below `MAX_CPUS`).
+fn responder_memory() -> rendezvous::AtomicRendezvousMemory<'static> {
+    RENDEZVOUS.memory(MAX_CPUS)
+}
+
+/// Printed when a CPU cannot answer (out of the FIQ handler's way).
+#[cold]
+#[inline(never)]
+fn report_answer_error(cpu: usize, error: rendezvous::RendezvousError) {
+    println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+}
+
+/// The FIQ handler: answers the rendezvous SGI, and ends a caller's wait when its deadline timer
+/// fires (the only FIQ taken at EL3 itself). Other Group 0 interrupts do not exist on this
 /// platform; one that appears is acknowledged and ended so it cannot storm.
 pub fn handle_fiq() {
     let Some(intid) = gic::acknowledge_group0() else {
@@ -327,10 +342,13 @@ pub fn handle_fiq() {
         // The deliberately broken build of the deadline test: CPU 1 takes the SGI and ends it
         // without answering.
         if !(cfg!(feature = "never-answer") && cpu == 1) {
-            let answered =
-                rendezvous::handle_sgi(&memory(), &mut Platform::no_wait(), CpuIndex::new(cpu));
+            let answered = rendezvous::handle_sgi(
+                &responder_memory(),
+                &mut Platform::no_wait(),
+                CpuIndex::new(cpu),
+            );
             if let Err(error) = answered {
-                println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+                report_answer_error(cpu, error);
             }
         }
         if let Some(counters) = COUNTERS.get(cpu) {
