@@ -13,9 +13,11 @@
 //!
 //! The figures go to `bench/results.json` and to a section of `docs/results.md` with two SVG plots
 //! ([`report`]); `--compare` checks them against `bench/baseline.json` (any change beyond 1% fails),
-//! `--update-baseline` makes this run the baseline. `--host` runs the criterion benchmarks instead.
+//! `--update-baseline` makes this run the baseline. `--host` runs the criterion benchmarks instead;
+//! `--profile` breaks one erratum call down by part and CPU ([`profile`]).
 
 mod linux;
+mod profile;
 mod report;
 mod table_memory;
 
@@ -45,6 +47,10 @@ pub struct BenchArgs {
     /// `c1-pro-r2p0` (`bench/linux-pkvm.json` and its section of `docs/results.md`).
     #[arg(long)]
     linux: bool,
+    /// Only the profile: where one erratum call's instructions go, by part, with 1, 2, 4 and 8
+    /// CPUs (QEMU trace matched to the images' debug information; `bench/profile.md`).
+    #[arg(long)]
+    profile: bool,
 }
 
 /// An affected CPU model (the fix runs) and an unaffected one (it is never needed).
@@ -100,6 +106,9 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let root = firmware::workspace_root();
     if args.linux {
         return linux_benchmark(&root);
+    }
+    if args.profile {
+        return profile::run(&root);
     }
     let start = Instant::now();
     let erratum = erratum_benchmarks()?;

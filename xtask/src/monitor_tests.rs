@@ -283,7 +283,57 @@ pub fn run_qemu_tests(machine: Machine) -> Result<(), String> {
         marker: "payload: erratum: PASS",
     };
     check(&refused, &without_fix, &payload)?;
-    Ok(())
+    deadline_scenario(&payload)
+}
+
+/// The monitor deliberately broken for [`deadline_scenario`]: CPU 1 never answers the SGI.
+const MONITOR_NEVER_ANSWER: firmware::Image = firmware::Image {
+    package: "monitor",
+    features: "never-answer",
+};
+
+/// The deadline on real hardware (issue 15): with CPU 1 never answering, every call must answer
+/// -1 (the payload checks each), be counted as a deadline miss, and have been ended by the Secure
+/// physical timer's FIQ taken in the caller's wait. QEMU's WFE does not sleep (it yields), so the
+/// `never-answer` build stays in the wait's unmasked window with `YIELD`s: what the test shows is
+/// that the timer fires at the deadline, that its FIQ is taken inside the wait (the only way a
+/// WFE with nobody answering ends on hardware without an event stream) and that the call then
+/// returns normally (its return state kept across that FIQ). `-icount` makes QEMU's timers fire
+/// at the exact virtual time, so the counts are deterministic.
+fn deadline_scenario(payload: &Path) -> Result<(), String> {
+    const CALLS: u64 = 3;
+    let monitor = firmware::build(MONITOR_NEVER_ANSWER)?;
+    let scenario = Scenario {
+        name: "erratum-masked",
+        cpus: 2,
+        cpu_model: "c1-pro-r0p2",
+        expected_erratum_result: -1,
+        iterations: CALLS,
+        icount: true,
+        marker: "payload: erratum-masked: PASS",
+    };
+    let log = check(&scenario, &monitor, payload)?;
+    let count = |marker: &str| log.matches(marker).count() as u64;
+    let timed_out = count("timed out waiting for {1}");
+    let taken = count("monitor:   deadline timer: its FIQ ended the wait");
+    let raised = count("monitor:   deadline timer: raised, not yet taken");
+    let not_raised = count("monitor:   deadline timer: NOT RAISED");
+    println!(
+        "xtask: deadline: {timed_out} calls timed out; the timer's FIQ ended {taken} waits, was raised at {raised} time-outs, not raised at {not_raised}"
+    );
+    // The build stays long in the wait's unmasked window: the FIQ must end every wait.
+    if timed_out == CALLS && taken == CALLS && raised == 0 && not_raised == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "never-answer: {CALLS} time-outs with the deadline timer raised expected {}",
+            qemu::log_hint(
+                &crate::firmware::workspace_root()
+                    .join("target")
+                    .join("qemu-logs")
+            )
+        ))
+    }
 }
 
 /// Retired instructions per call for 1, 2, 4 and 8 CPUs (printed; `cargo xtask test` runs it too).

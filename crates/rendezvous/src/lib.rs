@@ -212,17 +212,20 @@
 //!   pass; the price is that a `Timeout` may name CPUs above the first silent one that had in
 //!   fact answered (the monitor prints each named CPU's counter).
 //!
-//! # Cost: one step machine, compiled flat
+//! # Cost: the caller as one flat loop, checked against the role
 //!
-//! The monitor drives the very roles the model checker explores; nothing is re-implemented for
-//! speed. Every step, memory access and set operation is `#[inline]`, so in the drivers below
-//! ([`request_workaround`], [`handle_sgi`], ...) the role's state stays in registers and each step
-//! costs a handful of instructions plus a jump-table dispatch on the state. [`handle_sgi`] takes
-//! its [`ServiceState::STEPS`] steps in a counted loop, which the compiler unrolls, so the FIQ
-//! handler runs without any dispatch. Measured on QEMU (`cargo xtask test-monitor`, retired
-//! instructions per call, all CPUs summed, the others in `WFI` at EL2): 321 with 1 CPU, 546 with
-//! 2, 812 with 4, 1344 with 8 (about 70 per interrupted CPU from FIQ vector to `ERET`, and 60
-//! on the caller per extra CPU).
+//! The model checker explores the roles step by step; on the hot path that stepping costs a
+//! jump-table dispatch per step. The monitor therefore runs [`request_workaround_flat`] for the
+//! caller: the same actions in the same order, built from the same per-step functions as
+//! [`CallerRole::step`] (the scan of one record, the check of one serviced counter, the check for
+//! newer requests), with its state in local variables; it also counts the CPUs it sends the SGI
+//! to, so that statistics need no population count. `tests/differential.rs` runs both under
+//! thousands of random schedules (responders, concurrent callers, CPUs leaving and joining,
+//! deadlines that expire) and requires the same action sequence, outcomes and memory. The
+//! responder, leave and join run the roles themselves ([`handle_sgi`] takes its
+//! [`ServiceState::STEPS`] steps in a counted loop, which the compiler unrolls, so the FIQ
+//! handler runs without any dispatch). Figures: `cargo xtask bench --profile` and
+//! `docs/results.md`.
 //!
 //! # How it is tested
 //!
@@ -230,7 +233,8 @@
 //! (`tests/scripted.rs`); thousands of random schedules of 3-4 CPUs at single-step granularity
 //! with a drain phase that detects deadlock (`tests/random_schedules.rs`); every interleaving of
 //! small bounds, explored exhaustively over [`CellRendezvousMemory`] (`tests/exhaustive.rs`);
-//! real threads over the real atomics (`tests/threads.rs`). The simulators check the exposure
+//! real threads over the real atomics (`tests/threads.rs`); the flat caller against the role
+//! (`tests/differential.rs`). The simulators check the exposure
 //! property above, and that each step performs exactly the one action it reports. Negative
 //! tests show the checks bite: memory that makes callers skip the wait or ignore activity, and a
 //! leave that stores its inactive record before its DSB, are each caught.
@@ -251,6 +255,7 @@
 #![forbid(unsafe_code)]
 
 mod cpu_set;
+mod flat;
 mod memory;
 mod outcome;
 mod platform;
@@ -259,6 +264,7 @@ mod service;
 mod sync;
 
 pub use cpu_set::{CpuIndex, CpuSet, CpuSetIter};
+pub use flat::{FlatRequest, request_workaround_flat};
 pub use memory::{
     Activity, Affectedness, AtomicRendezvousMemory, CellRendezvousMemory, CpuRecord, Inactivity,
     PerCpuSlot, RendezvousMemory, RendezvousStorage,

@@ -12,16 +12,18 @@ use core::hash::{Hash, Hasher};
 use crate::cpu_set::CpuIndex;
 
 /// Whether a CPU currently takes part in rendezvous (it is sent the SGI and waited for).
+/// (The discriminants are the bits of [`CpuRecord::to_bits`], so that decoding is a mask.)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
 pub enum Activity {
     /// Running (at any exception level); answers the SGI.
-    Active,
+    Active = 0,
     /// Powered off (`CPU_OFF`, or never started).
-    Off,
+    Off = 1,
     /// In a power-down `CPU_SUSPEND`; comes back through the warm-boot path.
-    PowerDownSuspended,
+    PowerDownSuspended = 2,
     /// In a standby/retention `CPU_SUSPEND` (`WFI` at EL3); must not be woken by the rendezvous.
-    RetentionSuspended,
+    RetentionSuspended = 3,
 }
 
 /// How a CPU leaves the active set; the [`Activity`] it records.
@@ -47,15 +49,17 @@ impl From<Inactivity> for Activity {
 }
 
 /// Whether a CPU has the erratum, as far as the monitor knows.
+/// (The discriminants are the bits of [`CpuRecord::to_bits`].)
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
 pub enum Affectedness {
     /// The CPU has not reported yet (never booted, not preset): treated as possibly affected
     /// when deciding whether the system needs the workaround at all.
-    Unknown,
+    Unknown = 0,
     /// The CPU has the erratum: it is sent the SGI and waited for while active.
-    Affected,
+    Affected = 1,
     /// The CPU does not have the erratum: never sent the SGI, never waited for.
-    Unaffected,
+    Unaffected = 2,
 }
 
 impl Affectedness {
@@ -117,8 +121,17 @@ impl CpuRecord {
 
     /// Unpacks [`Self::to_bits`]. Bits no writer produces decode to an active, possibly affected
     /// CPU: the answer that errs on the side of waiting.
+    ///
+    /// Callers decode a record per CPU on every request: the two fields are taken with one mask
+    /// each and two-way selects, which compile to a few instructions without branches.
     #[inline]
     pub const fn from_bits(bits: u8) -> Self {
+        if bits >> 4 != 0 {
+            return Self {
+                activity: Activity::Active,
+                affectedness: Affectedness::Unknown,
+            };
+        }
         let activity = match bits & 0b11 {
             0 => Activity::Active,
             1 => Activity::Off,
@@ -130,12 +143,6 @@ impl CpuRecord {
             2 => Affectedness::Unaffected,
             _ => Affectedness::Unknown,
         };
-        if bits >> 4 != 0 {
-            return Self {
-                activity: Activity::Active,
-                affectedness: Affectedness::Unknown,
-            };
-        }
         Self {
             activity,
             affectedness,

@@ -22,6 +22,38 @@ fn check_cpu<M: RendezvousMemory>(memory: &M, cpu: CpuIndex) -> Result<(), Rende
     }
 }
 
+/// The caller's scan of one CPU: reads `cpu`'s record and adds `cpu` to `targets` when the caller
+/// must interrupt it and wait for it. Returns (whether it was added, whether it may be affected).
+/// Shared by [`CallerRole::step`] and the flat driver ([`crate::request_workaround_flat`]).
+#[inline]
+pub(crate) fn scan_record<M: RendezvousMemory, const WORDS: usize>(
+    memory: &M,
+    me: CpuIndex,
+    cpu: CpuIndex,
+    targets: &mut CpuSet<WORDS>,
+) -> (bool, bool) {
+    let record = memory.load_cpu_record(cpu);
+    let targeted = cpu != me && record.needs_rendezvous();
+    if targeted {
+        targets.insert(cpu);
+    }
+    (targeted, record.affectedness.may_be_affected())
+}
+
+/// Whether `cpu` has published `request` (or a later one) as serviced.
+#[inline]
+pub(crate) fn has_serviced<M: RendezvousMemory>(memory: &M, cpu: CpuIndex, request: u64) -> bool {
+    memory.load_serviced(cpu) >= request
+}
+
+/// The request counter, if it is past what the waiting caller has `published`: other callers'
+/// requests it must service before it waits again.
+#[inline]
+pub(crate) fn newer_request<M: RendezvousMemory>(memory: &M, published: u64) -> Option<u64> {
+    let observed = memory.load_request_counter();
+    (observed > published).then_some(observed)
+}
+
 /// The states of a workaround request on the calling CPU (see the crate docs for the diagram).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum CallerState<const WORDS: usize> {
@@ -236,11 +268,8 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 mut targets,
                 possibly_affected,
             } => {
-                let record = memory.load_cpu_record(next);
-                if next != me && record.needs_rendezvous() {
-                    targets.insert(next);
-                }
-                let possibly_affected = possibly_affected || record.affectedness.may_be_affected();
+                let (_, may_be_affected) = scan_record(memory, me, next, &mut targets);
+                let possibly_affected = possibly_affected || may_be_affected;
                 let following = next.get() + 1;
                 let state = if following < self.cpu_count {
                     CallerState::Scan {
@@ -293,7 +322,7 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 // it anyway, and the next pass resumes there (`remaining` keeps only CPUs from
                 // `next` on), so each target's counter is read about once per call instead of
                 // once per pass.
-                let state = if memory.load_serviced(next) >= request {
+                let state = if has_serviced(memory, next, request) {
                     remaining.remove(next);
                     match remaining.first_at_or_after(next.get() + 1) {
                         Some(following) => CallerState::CheckServiced {
@@ -318,19 +347,17 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 published,
                 remaining,
             } => {
-                let observed = memory.load_request_counter();
-                let state = if observed > published {
-                    CallerState::CatchUpDsb {
+                let state = match newer_request(memory, published) {
+                    Some(observed) => CallerState::CatchUpDsb {
                         request,
                         observed,
                         remaining,
-                    }
-                } else {
-                    CallerState::ReadClock {
+                    },
+                    None => CallerState::ReadClock {
                         request,
                         published,
                         remaining,
-                    }
+                    },
                 };
                 (Action::LoadRequestCounter, state)
             }

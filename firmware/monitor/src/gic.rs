@@ -1,6 +1,6 @@
 //! GICv3 set-up with `arm-gic`: every interrupt belongs to the Non-secure world (Group 1 NS) except
-//! the rendezvous SGI, which is Group 0, so it reaches EL3 as an FIQ (`SCR_EL3.FIQ` = 1) that EL1 and
-//! EL2 cannot mask.
+//! the rendezvous SGI and the Secure physical timer (a waiting caller's deadline), which are
+//! Group 0, so they reach EL3 as FIQs (`SCR_EL3.FIQ` = 1) that EL1 and EL2 cannot mask.
 //!
 //! Configuration goes through `arm-gic`; the three accesses on the rendezvous' hot paths (send the
 //! SGI, acknowledge it, end it) are single system-register instructions written here, because the
@@ -21,8 +21,21 @@ use spin::mutex::SpinMutex;
 const RENDEZVOUS_SGI_NUMBER: u32 = 8;
 /// The SGI the erratum rendezvous sends.
 pub const RENDEZVOUS_SGI: IntId = IntId::sgi(RENDEZVOUS_SGI_NUMBER);
-/// Priority of the rendezvous SGI: the highest, beyond what the Non-secure world can mask with PMR.
-const RENDEZVOUS_PRIORITY: u8 = 0x00;
+/// Priority of the rendezvous SGI: beyond what the Non-secure world can mask with PMR (it can only
+/// write values from 0x80 up), below the deadline timer's.
+const RENDEZVOUS_PRIORITY: u8 = 0x40;
+/// The Secure physical timer (`CNTPS_*`, PPI 13 = INTID 29 on QEMU `virt` and in the Arm Base
+/// System Architecture): the wake-up of a caller whose deadline passes while it waits.
+const DEADLINE_TIMER: IntId = IntId::ppi(DEADLINE_TIMER_INTID - 16);
+/// [`DEADLINE_TIMER`]'s INTID, as [`acknowledge_group0`] returns it.
+const DEADLINE_TIMER_INTID: u32 = 29;
+/// Priority of the deadline timer: the highest.
+const DEADLINE_TIMER_PRIORITY: u8 = 0x00;
+/// `ICC_PMR_EL1` while a caller waits with FIQs unmasked: only interrupts of a higher priority
+/// than the rendezvous SGI (the deadline timer) are signalled, so the waiting caller is never
+/// interrupted to answer the rendezvous (it services newer requests in its own loop) and never
+/// by a Non-secure interrupt (priorities from 0x80 in the Secure view).
+pub const WAIT_PRIORITY_MASK: u64 = RENDEZVOUS_PRIORITY as u64;
 /// The board's distributor.
 const GICD_BASE: usize = Board::GIC.distributor;
 /// The board's first redistributor.
@@ -100,14 +113,17 @@ pub fn init_cpu(cpu: usize) {
         // Already awake after a warm boot without power loss: not an error.
         let _ = redistributor.mark_core_awake();
         redistributor.configure_default_settings();
-        let configured = redistributor
-            .set_group(RENDEZVOUS_SGI, Group::Secure(SecureIntGroup::Group0))
-            .and_then(|()| {
-                redistributor.set_interrupt_priority(RENDEZVOUS_SGI, RENDEZVOUS_PRIORITY)
-            })
-            .and_then(|()| redistributor.enable_interrupt(RENDEZVOUS_SGI, true));
-        if let Err(error) = configured {
-            panic!("cannot configure the rendezvous SGI: {error}");
+        for (interrupt, priority) in [
+            (RENDEZVOUS_SGI, RENDEZVOUS_PRIORITY),
+            (DEADLINE_TIMER, DEADLINE_TIMER_PRIORITY),
+        ] {
+            let configured = redistributor
+                .set_group(interrupt, Group::Secure(SecureIntGroup::Group0))
+                .and_then(|()| redistributor.set_interrupt_priority(interrupt, priority))
+                .and_then(|()| redistributor.enable_interrupt(interrupt, true));
+            if let Err(error) = configured {
+                panic!("cannot configure Group 0 interrupt {interrupt:?}: {error}");
+            }
         }
         redistributor.wait_for_pending_write();
     }
@@ -181,6 +197,11 @@ pub fn is_rendezvous_sgi(intid: u32) -> bool {
     intid == RENDEZVOUS_SGI_NUMBER
 }
 
+/// Whether `intid` (from [`acknowledge_group0`]) is the deadline timer.
+pub fn is_deadline_timer(intid: u32) -> bool {
+    intid == DEADLINE_TIMER_INTID
+}
+
 /// Ends (priority drop and deactivation, `EOImode` 0) a Group 0 interrupt acknowledged by
 /// [`acknowledge_group0`].
 pub fn end_group0(intid: u32) {
@@ -189,6 +210,16 @@ pub fn end_group0(intid: u32) {
     unsafe {
         core::arch::asm!("msr icc_eoir0_el1, {}", in(reg) u64::from(intid), options(nomem, nostack, preserves_flags));
     }
+}
+
+/// Whether the deadline timer's interrupt is pending at CPU `cpu` (the deadline test: a call that
+/// gave up without the timer's FIQ having been taken must find it raised).
+pub fn deadline_timer_pending(cpu: usize) -> bool {
+    let sgi_frame = GICR_BASE + cpu * GICR_STRIDE + 0x1_0000;
+    // SAFETY: GICR_ISPENDR0 (0x200) of the SGI frame of an existing CPU is readable without side
+    // effects; the frame is mapped as device memory.
+    let pending = unsafe { ((sgi_frame + 0x200) as *const u32).read_volatile() };
+    pending & (1 << DEADLINE_TIMER_INTID) != 0
 }
 
 /// Whether the rendezvous SGI is pending and whether it is active at CPU `cpu` (diagnostics).

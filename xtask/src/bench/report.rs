@@ -78,6 +78,61 @@ fn target(name: &str, goal: &str, measured: String, met: bool) -> Value {
     json!({ "target": name, "goal": goal, "measured": measured, "met": met })
 }
 
+/// The rendezvous-cost issue's targets (issue 15), others in WFI: the erratum call per CPU count,
+/// the cost per extra CPU, the null SMC, and the busy-at-EL1 variant against the WFI one.
+fn rendezvous_cost_targets(results: &Value) -> Vec<Value> {
+    let mut targets = Vec::new();
+    let wfi = call_costs(results, "wfi", "erratum_per_call");
+    let busy = call_costs(results, "busy-el1", "erratum_per_call");
+    for (cpus, limit) in [(1.0, 100.0), (2.0, 170.0), (4.0, 300.0), (8.0, 550.0)] {
+        let cost = wfi
+            .iter()
+            .find(|(count, _)| *count == cpus)
+            .map_or(f64::NAN, |(_, cost)| *cost);
+        targets.push(target(
+            &format!(
+                "erratum call, {cpus} CPU{} (others wfi)",
+                if cpus == 1.0 { "" } else { "s" }
+            ),
+            &format!("<= {limit} instructions (TF-A v2.15: 1,053 / 1,291 / 1,677 at 1 / 2 / 4)"),
+            format!("{cost:.0}"),
+            cost <= limit,
+        ));
+    }
+    let per_extra = wfi
+        .windows(2)
+        .map(|pair| (pair[1].1 - pair[0].1) / (pair[1].0 - pair[0].0))
+        .fold(f64::NAN, f64::max);
+    targets.push(target(
+        "erratum call, cost per extra CPU (others wfi)",
+        "<= 60 instructions",
+        format!("at most {per_extra:.0} between 1, 2, 4, 8 CPUs"),
+        per_extra <= 60.0,
+    ));
+    let null = call_costs(results, "wfi", "null_smc_per_call")
+        .iter()
+        .map(|(_, cost)| *cost)
+        .fold(f64::NAN, f64::max);
+    targets.push(target(
+        "null SMC (SMCCC_VERSION)",
+        "<= 110 instructions (TF-A v2.15: 179)",
+        format!("{null:.0}"),
+        null <= 110.0,
+    ));
+    let spread = wfi
+        .iter()
+        .zip(&busy)
+        .map(|((_, idle), (_, spinning))| ((spinning - idle) / idle * 100.0).abs())
+        .fold(f64::NAN, f64::max);
+    targets.push(target(
+        "erratum call, others busy at EL1 against others in WFI",
+        "within 2%",
+        format!("at most {spread:.2}% apart"),
+        spread <= 2.0,
+    ));
+    targets
+}
+
 /// `results` with a `targets` list: each target of the benchmarks issue, the figure, met or not.
 pub fn with_targets(mut results: Value) -> Value {
     let mut targets = Vec::new();
@@ -109,6 +164,7 @@ pub fn with_targets(mut results: Value) -> Value {
             at_most_linear(&costs),
         ));
     }
+    targets.extend(rendezvous_cost_targets(&results));
     let tables = &results["table_memory"];
     for (granule, limit_kib, goal) in [
         ("page", 2.05 * 1024.0, "<= 2.05 MiB per GiB"),

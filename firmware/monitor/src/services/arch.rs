@@ -3,9 +3,7 @@
 //! `SMCCC_ARCH_FEATURES` answers `NOT_SUPPORTED` for them.
 
 use super::{Service, SmcCall, SmcReturn};
-use abi::smccc::{
-    ArchCall, FunctionId, Owner, REPORTED_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION,
-};
+use abi::smccc::{ArchCall, REPORTED_VERSION, SMCCC_ARCH_FEATURES, SMCCC_VERSION};
 
 /// `NOT_SUPPORTED`.
 const NOT_SUPPORTED: i32 = -1;
@@ -14,10 +12,6 @@ const NOT_SUPPORTED: i32 = -1;
 pub struct Arch;
 
 impl Service for Arch {
-    fn owns(&self, function_id: FunctionId) -> bool {
-        function_id.owner() == Owner::Architecture
-    }
-
     fn handle(&self, call: &SmcCall) -> SmcReturn {
         match ArchCall::decode(call.function_id, call.arguments) {
             Ok(ArchCall::Version) => SmcReturn::one(

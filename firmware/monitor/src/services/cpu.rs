@@ -15,20 +15,23 @@ use crate::MAX_CPUS;
 use crate::el3::read_sysreg;
 use crate::gic;
 use abi::cpu_service::{self, CpuServiceCall};
-use abi::smccc::{FunctionId, Owner};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
 use platform_qemu::println;
 use rendezvous::{
-    CpuIndex, CpuSet, Deadline, Inactivity, RendezvousPlatform, RendezvousStorage,
+    CpuIndex, CpuSet, Deadline, FlatRequest, Inactivity, RendezvousPlatform, RendezvousStorage,
     WorkaroundOutcome,
 };
 
-/// What each CPU did as a caller of the erratum call: the figures the monitor prints at
-/// `SYSTEM_OFF`/`SYSTEM_RESET` and reports through the statistics call, so that a run shows whose
-/// calls reached the rendezvous (stock pKVM calls from EL2, and its host kernel probes once from
-/// EL1). Each field has one writer, its CPU in the SMC handler (FIQs masked).
-struct CallerCounters {
+/// One CPU's rendezvous statistics, on its own cache line: what it did as a caller of the erratum
+/// call (the figures the monitor prints at `SYSTEM_OFF`/`SYSTEM_RESET` and reports through the
+/// statistics call, so that a run shows whose calls reached the rendezvous: stock pKVM calls from
+/// EL2, and its host kernel probes once from EL1) and the SGIs it answered. Every field has one
+/// writer, its CPU (in the SMC handler or the FIQ handler, never both at once: FIQs are masked in
+/// the SMC handler), so a plain load and store replace a read-modify-write, and the line is never
+/// written by another CPU.
+#[repr(C, align(64))]
+struct CpuCounters {
     /// Calls made from Non-secure EL1.
     from_el1: AtomicU64,
     /// Calls made from Non-secure EL2.
@@ -40,9 +43,15 @@ struct CallerCounters {
     /// All calls together, in counter ticks (under `-icount shift=0`, the instructions all vCPUs
     /// retired while this CPU's calls were under way, in 16-instruction ticks).
     total_ticks: AtomicU64,
+    /// Rendezvous SGIs sent as a caller (counted by the scan, no population count).
+    sgis_sent: AtomicU64,
+    /// Rendezvous SGIs answered.
+    sgis_answered: AtomicU64,
+    /// Waits ended by the deadline timer (the Secure physical timer's FIQ).
+    deadline_timer_wakeups: AtomicU64,
 }
 
-impl CallerCounters {
+impl CpuCounters {
     const fn new() -> Self {
         Self {
             from_el1: AtomicU64::new(0),
@@ -50,12 +59,18 @@ impl CallerCounters {
             deadline_misses: AtomicU64::new(0),
             longest_ticks: AtomicU64::new(0),
             total_ticks: AtomicU64::new(0),
+            sgis_sent: AtomicU64::new(0),
+            sgis_answered: AtomicU64::new(0),
+            deadline_timer_wakeups: AtomicU64::new(0),
         }
     }
 }
 
-/// Per-CPU caller counters.
-static CALLERS: [CallerCounters; MAX_CPUS] = [const { CallerCounters::new() }; MAX_CPUS];
+// One cache line each.
+const _: () = assert!(size_of::<CpuCounters>() == 64);
+
+/// Per-CPU counters.
+static COUNTERS: [CpuCounters; MAX_CPUS] = [const { CpuCounters::new() }; MAX_CPUS];
 
 /// Bits of `CpuSet` words: one word covers every CPU this platform can have.
 const WORDS: usize = MAX_CPUS.div_ceil(64);
@@ -64,14 +79,9 @@ const WORDS: usize = MAX_CPUS.div_ceil(64);
 static RENDEZVOUS: RendezvousStorage<MAX_CPUS> = RendezvousStorage::new();
 /// Whether each CPU has the erratum (set by the CPU itself).
 static AFFECTED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
-/// Rendezvous SGIs each CPU has answered (statistics for the tests and the demo). Each counter has
-/// one writer, its CPU's FIQ handler, so a plain load and store replace a read-modify-write.
-static SGIS_ANSWERED: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
-/// Rendezvous SGIs each CPU has sent as a caller (one writer each, like [`SGIS_ANSWERED`]); the
-/// statistics call reports their sum.
-static SGIS_SENT: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Adds `amount` to a counter that only this CPU writes (with FIQs masked, so never concurrently).
+#[inline]
 fn add_to_own_counter(counter: &AtomicU64, amount: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_add(amount),
@@ -86,7 +96,12 @@ static CPUS_RECORDED: AtomicU64 = AtomicU64::new(0);
 /// How long a caller waits for every CPU, in total (not per CPU): one second. Real hardware answers
 /// in microseconds; QEMU's vCPUs are host threads that a loaded host can stall for tens of
 /// milliseconds, and the deadline only exists so that a broken CPU cannot hang the caller forever.
-const RENDEZVOUS_TIMEOUT_MICROSECONDS: u64 = 1_000_000;
+/// The deliberately broken `never-answer` build waits one millisecond, so that its test is short.
+const RENDEZVOUS_TIMEOUT_MICROSECONDS: u64 = if cfg!(feature = "never-answer") {
+    1_000
+} else {
+    1_000_000
+};
 
 /// [`RENDEZVOUS_TIMEOUT_MICROSECONDS`] in counter ticks (computed once, off the hot path).
 static TIMEOUT_TICKS: AtomicU64 = AtomicU64::new(u64::MAX);
@@ -95,17 +110,53 @@ fn memory() -> rendezvous::AtomicRendezvousMemory<'static> {
     RENDEZVOUS.memory(crate::power::cpu_count())
 }
 
-/// The rendezvous' hardware actions on this platform.
-struct Platform;
+/// The rendezvous' hardware actions on this platform. `deadline` is the tick at which a waiting
+/// caller's deadline timer fires (`Deadline::NEVER` outside a call); `armed` whether the timer has
+/// been started.
+struct Platform {
+    deadline: u64,
+    armed: bool,
+}
+
+impl Platform {
+    /// The platform of a role that never waits (responder, leave, join).
+    const fn no_wait() -> Self {
+        Self {
+            deadline: u64::MAX,
+            armed: false,
+        }
+    }
+}
+
+/// `YIELD`s in the wait's unmasked window: none, but in the deliberately broken `never-answer`
+/// build (its test needs the timer's FIQ to arrive inside the window, see `wait_for_event`).
+const TEST_WINDOW_YIELDS: u64 = if cfg!(feature = "never-answer") {
+    10_000
+} else {
+    0
+};
+
+/// `CNTPS_CTL_EL1.ENABLE`: the Secure physical timer runs, its interrupt unmasked (IMASK clear).
+const TIMER_ENABLE: u64 = 1;
+
+/// Stops this CPU's Secure physical timer.
+fn stop_deadline_timer() {
+    // SAFETY: CNTPS_CTL_EL1 is the Secure physical timer's control, used only by the rendezvous
+    // wait on this CPU; writing 0 stops it and touches no memory.
+    unsafe {
+        core::arch::asm!(
+            "msr cntps_ctl_el1, xzr",
+            "isb",
+            options(nomem, nostack, preserves_flags)
+        )
+    };
+}
 
 impl RendezvousPlatform for Platform {
     fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
         // SAFETY: a barrier only orders memory accesses.
         unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
         gic::send_rendezvous_sgi(targets.words());
-        if let Some(sent) = SGIS_SENT.get(crate::cpu_index()) {
-            add_to_own_counter(sent, targets.len() as u64);
-        }
     }
 
     fn local_dsb(&mut self) {
@@ -118,9 +169,61 @@ impl RendezvousPlatform for Platform {
         unsafe { core::arch::asm!("dsb ish", "sev", options(nostack)) };
     }
 
+    /// Waits for an event (`WFE`) with the deadline bounded by the Secure physical timer, which
+    /// the Non-secure world cannot access: WFE is woken by SEV, the event stream (configured by
+    /// the Non-secure world, so not relied upon) or an interrupt *that is not masked by PSTATE*;
+    /// WFI would wake on a masked interrupt but not on SEV. So the timer (Group 0, an FIQ at EL3)
+    /// is armed at the deadline, and FIQs are unmasked around the WFE with `ICC_PMR_EL1` raised
+    /// to [`gic::WAIT_PRIORITY_MASK`], so that only the timer is taken, never the rendezvous SGI
+    /// nor a Non-secure interrupt. Taking the FIQ ends the WFE (its handler also runs `SEVL`, for
+    /// a timer taken just before the WFE). ELR_EL3 and SPSR_EL3 hold the caller's return state,
+    /// which taking that FIQ overwrites: they are kept in registers and written back, like PMR.
     fn wait_for_event(&mut self) {
-        // SAFETY: WFE only waits; it touches no memory.
-        unsafe { core::arch::asm!("wfe", options(nomem, nostack)) };
+        if !self.armed {
+            self.armed = true;
+            // SAFETY: programs this CPU's Secure physical timer (compare value, then enable);
+            // only the rendezvous wait uses it; no memory is touched.
+            unsafe {
+                core::arch::asm!(
+                    "msr cntps_cval_el1, {deadline}",
+                    "msr cntps_ctl_el1, {enable}",
+                    deadline = in(reg) self.deadline,
+                    enable = in(reg) TIMER_ENABLE,
+                    options(nomem, nostack, preserves_flags),
+                )
+            };
+        }
+        // SAFETY: the FIQ that may be taken inside runs `handle_fiq` (through `fiq_entry`, which
+        // saves and restores every register Rust code may clobber) and returns here; this SMC's
+        // return state (ELR_EL3, SPSR_EL3), which taking that FIQ overwrites, and PMR are written
+        // back before FIQs are masked again.
+        unsafe {
+            core::arch::asm!(
+                "mrs {elr}, elr_el3",
+                "mrs {spsr}, spsr_el3",
+                "mrs {pmr}, icc_pmr_el1",
+                "msr icc_pmr_el1, {mask}",
+                "isb",
+                "msr daifclr, #1",
+                // The `never-answer` test build stays here a while (QEMU's WFE does not sleep),
+                // so that the timer's FIQ is taken in this window and its path is exercised.
+                "cbz {stay}, 2f",
+                "1: yield",
+                "subs {stay}, {stay}, #1",
+                "b.ne 1b",
+                "2: wfe",
+                "msr daifset, #1",
+                "msr icc_pmr_el1, {pmr}",
+                "msr elr_el3, {elr}",
+                "msr spsr_el3, {spsr}",
+                elr = out(reg) _,
+                spsr = out(reg) _,
+                pmr = out(reg) _,
+                stay = inout(reg) TEST_WINDOW_YIELDS => _,
+                mask = in(reg) gic::WAIT_PRIORITY_MASK,
+                options(nostack),
+            )
+        };
     }
 
     fn now(&mut self) -> u64 {
@@ -175,9 +278,12 @@ pub fn init_cpu(cpu: usize) {
 /// Rejoins the active set (after the GIC interface of this CPU is set up).
 pub fn join(cpu: usize) {
     let affected = AFFECTED[cpu].load(Ordering::Relaxed);
-    if let Err(error) =
-        rendezvous::join_active_set(&memory(), &mut Platform, CpuIndex::new(cpu), affected)
-    {
+    if let Err(error) = rendezvous::join_active_set(
+        &memory(),
+        &mut Platform::no_wait(),
+        CpuIndex::new(cpu),
+        affected,
+    ) {
         panic!("CPU {cpu} cannot join the rendezvous: {error:?}");
     }
 }
@@ -200,26 +306,62 @@ pub fn leave(cpu: usize, leaving: Leaving) {
         Leaving::PowerDown => Inactivity::PowerDownSuspended,
         Leaving::Retention => Inactivity::RetentionSuspended,
     };
-    if let Err(error) =
-        rendezvous::leave_active_set(&memory(), &mut Platform, CpuIndex::new(cpu), inactivity)
-    {
+    if let Err(error) = rendezvous::leave_active_set(
+        &memory(),
+        &mut Platform::no_wait(),
+        CpuIndex::new(cpu),
+        inactivity,
+    ) {
         panic!("CPU {cpu} cannot leave the rendezvous: {error:?}");
     }
 }
 
-/// The FIQ handler: answers the rendezvous SGI. Other Group 0 interrupts do not exist on this
+/// The memory view of a responder: every slot the storage has, so that answering does not read
+/// the number of CPUs present (a responder touches only the counter and its own slot, and its
+/// index is below `MAX_CPUS`).
+fn responder_memory() -> rendezvous::AtomicRendezvousMemory<'static> {
+    RENDEZVOUS.memory(MAX_CPUS)
+}
+
+/// Printed when a CPU cannot answer (out of the FIQ handler's way).
+#[cold]
+#[inline(never)]
+fn report_answer_error(cpu: usize, error: rendezvous::RendezvousError) {
+    println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+}
+
+/// The FIQ handler: answers the rendezvous SGI, and ends a caller's wait when its deadline timer
+/// fires (the only FIQ taken at EL3 itself). Other Group 0 interrupts do not exist on this
 /// platform; one that appears is acknowledged and ended so it cannot storm.
 pub fn handle_fiq() {
     let Some(intid) = gic::acknowledge_group0() else {
         return;
     };
+    let cpu = crate::cpu_index();
     if gic::is_rendezvous_sgi(intid) {
-        let cpu = crate::cpu_index();
-        if let Err(error) = rendezvous::handle_sgi(&memory(), &mut Platform, CpuIndex::new(cpu)) {
-            println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
+        // The deliberately broken build of the deadline test: CPU 1 takes the SGI and ends it
+        // without answering.
+        if !(cfg!(feature = "never-answer") && cpu == 1) {
+            let answered = rendezvous::handle_sgi(
+                &responder_memory(),
+                &mut Platform::no_wait(),
+                CpuIndex::new(cpu),
+            );
+            if let Err(error) = answered {
+                report_answer_error(cpu, error);
+            }
         }
-        if let Some(answered) = SGIS_ANSWERED.get(cpu) {
-            add_to_own_counter(answered, 1);
+        if let Some(counters) = COUNTERS.get(cpu) {
+            add_to_own_counter(&counters.sgis_answered, 1);
+        }
+    } else if gic::is_deadline_timer(intid) {
+        // A waiting caller's deadline: stop the timer and make sure the WFE it interrupted (or
+        // is about to run) returns; the caller then reads the clock and gives up.
+        stop_deadline_timer();
+        // SAFETY: SEVL only sets this CPU's event register.
+        unsafe { core::arch::asm!("sevl", options(nomem, nostack, preserves_flags)) };
+        if let Some(counters) = COUNTERS.get(cpu) {
+            add_to_own_counter(&counters.deadline_timer_wakeups, 1);
         }
     }
     gic::end_group0(intid);
@@ -232,10 +374,8 @@ fn caller_exception_level() -> u64 {
 
 /// Counts a call by `cpu` from its exception level (also when the monitor lacks the fix, so that a
 /// refused probe shows).
-fn count_caller(cpu: usize) {
-    let Some(counters) = CALLERS.get(cpu) else {
-        return;
-    };
+#[inline]
+fn count_caller(counters: &CpuCounters) {
     let counter = if caller_exception_level() == 2 {
         &counters.from_el2
     } else {
@@ -244,33 +384,56 @@ fn count_caller(cpu: usize) {
     add_to_own_counter(counter, 1);
 }
 
-/// Runs one erratum call for `cpu`.
+/// The erratum call's short path from `exceptions.S` (`smc_entry`): the answer for x0.
+#[unsafe(no_mangle)]
+extern "C" fn handle_erratum_call() -> u64 {
+    erratum_call(crate::cpu_index())
+}
+
+/// Runs one erratum call for `cpu`: the flat caller loop of `crates/rendezvous` (the role's
+/// actions in the role's order, `tests/differential.rs`), then the statistics, each a plain
+/// increment on this CPU's own cache line.
+#[inline]
 fn erratum_call(cpu: usize) -> u64 {
-    count_caller(cpu);
+    let Some(counters) = COUNTERS.get(cpu) else {
+        return SMC_UNKNOWN;
+    };
+    count_caller(counters);
     if cfg!(feature = "without-erratum-fix") {
         return SMC_UNKNOWN;
     }
-    let started = Platform.now();
+    let started = read_sysreg!("cntpct_el0");
     let deadline = Deadline::after(started, TIMEOUT_TICKS.load(Ordering::Relaxed));
-    let outcome: Result<WorkaroundOutcome<WORDS>, _> =
-        rendezvous::request_workaround(&memory(), &mut Platform, CpuIndex::new(cpu), deadline);
-    match outcome {
-        Ok(outcome) => {
-            if let Some(counters) = CALLERS.get(cpu) {
-                let ticks = Platform.now().wrapping_sub(started);
-                add_to_own_counter(&counters.total_ticks, ticks);
-                if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
-                    counters.longest_ticks.store(ticks, Ordering::Relaxed);
-                }
-                if matches!(outcome, WorkaroundOutcome::Timeout { .. }) {
-                    add_to_own_counter(&counters.deadline_misses, 1);
-                }
+    let mut platform = Platform {
+        deadline: deadline.tick(),
+        armed: false,
+    };
+    let request: Result<FlatRequest<WORDS>, _> =
+        rendezvous::request_workaround_flat(&memory(), &mut platform, CpuIndex::new(cpu), deadline);
+    // Whether the deadline timer's interrupt is raised and not yet taken, for a call that gave up
+    // (read before the timer is stopped; only on that cold path).
+    let timer_raised = platform.armed
+        && matches!(
+            request,
+            Ok(FlatRequest {
+                outcome: WorkaroundOutcome::Timeout { .. },
+                ..
+            })
+        )
+        && gic::deadline_timer_pending(cpu);
+    if platform.armed {
+        stop_deadline_timer();
+    }
+    match request {
+        Ok(FlatRequest { outcome, sgis_sent }) => {
+            let ticks = platform.now().wrapping_sub(started);
+            add_to_own_counter(&counters.total_ticks, ticks);
+            if ticks > counters.longest_ticks.load(Ordering::Relaxed) {
+                counters.longest_ticks.store(ticks, Ordering::Relaxed);
             }
+            add_to_own_counter(&counters.sgis_sent, u64::from(sgis_sent));
             if let WorkaroundOutcome::Timeout { unanswered } = outcome {
-                println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
-                for target in unanswered.iter() {
-                    report_unanswered(target);
-                }
+                report_timeout(cpu, counters, &unanswered, timer_raised);
             }
             outcome.to_x0()
         }
@@ -278,6 +441,39 @@ fn erratum_call(cpu: usize) -> u64 {
             println!("monitor: erratum call on CPU {cpu} refused: {error:?}");
             SMC_UNKNOWN
         }
+    }
+}
+
+/// Per CPU, [`CpuCounters::deadline_timer_wakeups`] when its last call gave up (cold path only),
+/// so that a time-out can tell whether the timer's FIQ was taken during that call.
+static TIMER_WAKEUPS_SEEN: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
+
+/// Counts and prints a call that passed its deadline.
+#[cold]
+fn report_timeout(
+    cpu: usize,
+    counters: &CpuCounters,
+    unanswered: &CpuSet<WORDS>,
+    timer_raised: bool,
+) {
+    add_to_own_counter(&counters.deadline_misses, 1);
+    println!("monitor: erratum call on CPU {cpu} timed out waiting for {unanswered:?}");
+    let wakeups = counters.deadline_timer_wakeups.load(Ordering::Relaxed);
+    let seen = TIMER_WAKEUPS_SEEN
+        .get(cpu)
+        .map_or(wakeups, |seen| seen.swap(wakeups, Ordering::Relaxed));
+    // On hardware the timer's FIQ is what ends a wait nobody answers; under QEMU, whose WFE
+    // does not sleep, the caller may read the clock before the FIQ is taken.
+    let timer = if wakeups != seen {
+        "its FIQ ended the wait"
+    } else if timer_raised {
+        "raised, not yet taken (the clock was read first)"
+    } else {
+        "NOT RAISED"
+    };
+    println!("monitor:   deadline timer: {timer}");
+    for target in unanswered.iter() {
+        report_unanswered(target);
     }
 }
 
@@ -291,7 +487,7 @@ fn report_unanswered(target: CpuIndex) {
         target.get(),
         memory.load_cpu_record(target),
         memory.load_serviced(target),
-        SGIS_ANSWERED[target.get()].load(Ordering::Relaxed),
+        COUNTERS[target.get()].sgis_answered.load(Ordering::Relaxed),
     );
 }
 
@@ -313,10 +509,10 @@ pub fn statistics(cpu: usize) -> Option<CpuStatistics> {
     use rendezvous::RendezvousMemory;
     Some(CpuStatistics {
         serviced: memory().load_serviced(CpuIndex::new(cpu)),
-        sgis_answered: SGIS_ANSWERED[cpu].load(Ordering::Relaxed),
-        sgis_sent: SGIS_SENT
+        sgis_answered: COUNTERS[cpu].sgis_answered.load(Ordering::Relaxed),
+        sgis_sent: COUNTERS
             .iter()
-            .map(|sent| sent.load(Ordering::Relaxed))
+            .map(|counters| counters.sgis_sent.load(Ordering::Relaxed))
             .sum(),
     })
 }
@@ -367,9 +563,9 @@ fn skipped_inactive(cpu: usize, calls: u64) -> u64 {
 
 /// Rendezvous SGIs `cpu` has sent as a caller.
 pub fn sgis_sent_by(cpu: usize) -> u64 {
-    SGIS_SENT
+    COUNTERS
         .get(cpu)
-        .map_or(0, |sent| sent.load(Ordering::Relaxed))
+        .map_or(0, |counters| counters.sgis_sent.load(Ordering::Relaxed))
 }
 
 /// Counter ticks as nanoseconds.
@@ -383,7 +579,7 @@ pub fn caller_statistics(cpu: usize) -> Option<CallerStatistics> {
     if cpu >= crate::power::cpu_count() {
         return None;
     }
-    let counters = CALLERS.get(cpu)?;
+    let counters = COUNTERS.get(cpu)?;
     let calls =
         counters.from_el1.load(Ordering::Relaxed) + counters.from_el2.load(Ordering::Relaxed);
     Some(CallerStatistics {
@@ -433,7 +629,13 @@ pub fn print_statistics() {
         longest / 1000,
         longest % 1000
     );
-    let inside: u64 = CALLERS
+    let timer_wakeups: u64 = COUNTERS
+        .iter()
+        .take(cpus)
+        .map(|counters| counters.deadline_timer_wakeups.load(Ordering::Relaxed))
+        .sum();
+    println!("monitor: waits ended by the deadline timer: {timer_wakeups}");
+    let inside: u64 = COUNTERS
         .iter()
         .take(cpus)
         .map(|counters| counters.total_ticks.load(Ordering::Relaxed))
@@ -444,7 +646,7 @@ pub fn print_statistics() {
     // of a whole run from this line.
     println!(
         "monitor: counter at power-off: {} ticks at {} Hz",
-        Platform.now(),
+        read_sysreg!("cntpct_el0"),
         read_sysreg!("cntfrq_el0")
     );
     for cpu in 0..cpus {
@@ -465,10 +667,6 @@ pub fn print_statistics() {
 pub struct CpuService;
 
 impl Service for CpuService {
-    fn owns(&self, function_id: FunctionId) -> bool {
-        function_id.owner() == Owner::Cpu
-    }
-
     fn handle(&self, call: &SmcCall) -> SmcReturn {
         match CpuServiceCall::decode(call.function_id, call.arguments) {
             Ok(CpuServiceCall::Erratum4193714Workaround) => SmcReturn::one(erratum_call(call.cpu)),

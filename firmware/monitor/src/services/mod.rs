@@ -1,5 +1,6 @@
-//! SMC dispatch, Rusted Firmware-A style: each service owns a range of function IDs and handles its
-//! calls; [`dispatch`] asks each in turn. Adding a service does not touch the others.
+//! SMC dispatch, Rusted Firmware-A style: each service owns the function IDs of one SMCCC owner
+//! and handles its calls; [`dispatch`] finds the service of a call's owner in [`SERVICES`].
+//! Adding a service adds one row there and touches no other service.
 //!
 //! | service            | owner (SMCCC)          | function IDs                          |
 //! |--------------------|------------------------|---------------------------------------|
@@ -59,21 +60,42 @@ impl SmcReturn {
     }
 }
 
-/// A service: owns a set of function IDs.
+/// A service: handles the function IDs of its SMCCC owner ([`SERVICES`]).
 pub trait Service: Sync {
-    /// Whether `function_id` belongs to this service.
-    fn owns(&self, function_id: FunctionId) -> bool;
     /// Handles a call this service owns. May not return (e.g. `CPU_OFF`).
     fn handle(&self, call: &SmcCall) -> SmcReturn;
 }
 
-/// Every service, asked in this order.
-static SERVICES: [&dyn Service; 4] = [
-    &arch::Arch,
-    &psci::Psci,
-    &cpu::CpuService,
-    &statistics::Statistics,
-];
+/// Every service, indexed by the SMCCC owning entity number it handles (function ID bits
+/// `[29:24]`): Arm Architecture 0, CPU service 1, SiP 2, Standard Secure (PSCI) 4. One load finds
+/// a call's service, whatever the number of services.
+static SERVICES: [Option<&dyn Service>; 64] = {
+    let mut services: [Option<&dyn Service>; 64] = [None; 64];
+    services[0] = Some(&arch::Arch);
+    services[1] = Some(&cpu::CpuService);
+    services[2] = Some(&statistics::Statistics);
+    services[4] = Some(&psci::Psci);
+    services
+};
+
+/// What `exceptions.S` (`smc_entry`) saves on this CPU's EL3 stack for an SMC: x0-x17 (the
+/// function ID and arguments, and the results written back), then x18 and x30. Only the
+/// registers a Rust call may clobber: see the comment at `smc_entry`.
+#[repr(C)]
+pub struct SmcFrame {
+    /// x0-x17.
+    registers: [u64; 18],
+    /// x18 and x30, restored as saved.
+    preserved: [u64; 2],
+}
+
+const _: () = assert!(size_of::<SmcFrame>() == 0xa0, "CALLER_SAVED_FRAME_SIZE");
+
+/// An SMC other than the erratum call (the Rust end of `smc_entry`).
+#[unsafe(no_mangle)]
+extern "C" fn handle_smc(frame: &mut SmcFrame) {
+    dispatch(&mut frame.registers);
+}
 
 /// Exception class of an `SMC` executed in AArch64 state.
 const EC_SMC64: u64 = 0x17;
@@ -90,7 +112,10 @@ const EC_SMC64: u64 = 0x17;
 extern "C" fn handle_lower_el_sync(context: &mut Context) {
     let syndrome = read_sysreg!("esr_el3");
     if syndrome >> 26 == EC_SMC64 {
-        dispatch(context);
+        // `smc_entry` sends SMCs to `handle_smc`; kept for completeness.
+        if let Some(registers) = context.registers.first_chunk_mut::<18>() {
+            dispatch(registers);
+        }
     } else {
         inject_undefined(context, syndrome);
     }
@@ -126,12 +151,11 @@ fn inject_undefined(context: &mut Context, syndrome: u64) {
     context.saved_state = entry.spsr;
 }
 
-/// Handles the SMC saved in `context` and writes its results back into it.
-pub fn dispatch(context: &mut Context) {
-    let function_id = FunctionId::from_register(context.registers[0]);
+/// Handles the SMC whose x0-x17 are `registers` and writes its results back into them.
+pub fn dispatch(registers: &mut [u64; 18]) {
+    let function_id = FunctionId::from_register(registers[0]);
     let result = {
-        let Ok(arguments) = <&Arguments>::try_from(&context.registers[1..=ARGUMENT_REGISTERS])
-        else {
+        let Some(arguments) = registers.last_chunk::<ARGUMENT_REGISTERS>() else {
             return;
         };
         let call = SmcCall {
@@ -139,19 +163,19 @@ pub fn dispatch(context: &mut Context) {
             arguments,
             cpu: crate::cpu_index(),
         };
-        SERVICES
-            .iter()
-            .find(|service| service.owns(function_id))
-            .map_or(SmcReturn::one(SMC_UNKNOWN), |service| service.handle(&call))
+        match SERVICES.get(usize::from(function_id.owner_number())) {
+            Some(Some(service)) => service.handle(&call),
+            _ => SmcReturn::one(SMC_UNKNOWN),
+        }
     };
     // Results are one register or four: written register by register, since a slice copy of a
     // run-time length becomes a call to `memcpy` on every SMC.
     let [x0, x1, x2, x3] = result.values;
-    context.registers[0] = x0;
+    registers[0] = x0;
     if result.count > 1 {
-        context.registers[1] = x1;
-        context.registers[2] = x2;
-        context.registers[3] = x3;
+        registers[1] = x1;
+        registers[2] = x2;
+        registers[3] = x3;
     }
 }
 

@@ -10,7 +10,7 @@ use super::{Service, SmcCall, SmcReturn};
 use crate::power;
 use abi::DecodeError;
 use abi::psci::{PsciCall, PsciFunctionId as Id};
-use abi::smccc::{FunctionId, SMCCC_VERSION};
+use abi::smccc::SMCCC_VERSION;
 use platform_qemu::power::BoardRequest;
 use psci_state::{EntryPoint, PsciError};
 
@@ -60,10 +60,6 @@ fn features(function_id: u32) -> SmcReturn {
 }
 
 impl Service for Psci {
-    fn owns(&self, function_id: FunctionId) -> bool {
-        abi::psci::owns(function_id)
-    }
-
     fn handle(&self, call: &SmcCall) -> SmcReturn {
         let decoded = match PsciCall::decode(call.function_id, call.arguments) {
             Ok(decoded) => decoded,

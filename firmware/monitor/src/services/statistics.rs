@@ -10,7 +10,6 @@
 //!   nanoseconds, x3 = rendezvous SGIs it sent.
 
 use super::{Service, SmcCall, SmcReturn};
-use abi::smccc::{FunctionId, Owner};
 
 /// Function ID of the statistics call.
 pub const RENDEZVOUS_STATISTICS: u32 = 0xC200_0010;
@@ -25,10 +24,6 @@ const INVALID_PARAMETERS: i32 = -2;
 pub struct Statistics;
 
 impl Service for Statistics {
-    fn owns(&self, function_id: FunctionId) -> bool {
-        function_id.owner() == Owner::SiliconPartner
-    }
-
     fn handle(&self, call: &SmcCall) -> SmcReturn {
         let cpu = usize::try_from(call.arguments[0]).unwrap_or(usize::MAX);
         let values = match call.function_id.value() {
