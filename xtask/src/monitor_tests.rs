@@ -283,13 +283,14 @@ pub fn run_qemu_tests(machine: Machine) -> Result<(), String> {
         marker: "payload: erratum: PASS",
     };
     check(&refused, &without_fix, &payload)?;
-    deadline_scenario(&payload)
+    deadline_scenario(machine, &payload)
 }
 
 /// The monitor deliberately broken for [`deadline_scenario`]: CPU 1 never answers the SGI.
 const MONITOR_NEVER_ANSWER: firmware::Image = firmware::Image {
     package: "monitor",
     features: "never-answer",
+    board_specific: true,
 };
 
 /// The deadline on real hardware (issue 15): with CPU 1 never answering, every call must answer
@@ -300,10 +301,11 @@ const MONITOR_NEVER_ANSWER: firmware::Image = firmware::Image {
 /// WFE with nobody answering ends on hardware without an event stream) and that the call then
 /// returns normally (its return state kept across that FIQ). `-icount` makes QEMU's timers fire
 /// at the exact virtual time, so the counts are deterministic.
-fn deadline_scenario(payload: &Path) -> Result<(), String> {
+fn deadline_scenario(machine: Machine, payload: &Path) -> Result<(), String> {
     const CALLS: u64 = 3;
-    let monitor = firmware::build(MONITOR_NEVER_ANSWER)?;
+    let monitor = firmware::build_for(machine, MONITOR_NEVER_ANSWER)?;
     let scenario = Scenario {
+        machine,
         name: "erratum-masked",
         cpus: 2,
         cpu_model: "c1-pro-r0p2",

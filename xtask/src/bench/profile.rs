@@ -221,6 +221,7 @@ fn profile(monitor: &Path, payload: &Path, cpus: usize, names: &Names) -> Result
     let _ = std::fs::remove_file(&trace);
     let run = Run {
         name: format!("profile-smp{cpus}"),
+        machine: qemu::Machine::Virt,
         monitor: monitor.to_path_buf(),
         payload: Some(payload.to_path_buf()),
         parameters: vec![6, 0, ITERATIONS],
