@@ -25,9 +25,50 @@ impl Write for Path {
 }
 
 impl Path {
+    /// The path `arguments` formats to, or an error when it does not fit.
+    fn new(arguments: core::fmt::Arguments) -> Result<Self, &'static str> {
+        let mut path = Self {
+            bytes: [0; 64],
+            length: 0,
+        };
+        path.write_fmt(arguments)
+            .map_err(|_| "device-tree path too long")?;
+        Ok(path)
+    }
+
     fn as_str(&self) -> &str {
         core::str::from_utf8(&self.bytes[..self.length]).unwrap_or("")
     }
+}
+
+/// On a board whose own tree lacks them (`Platform::DEVICE_TREE_HAS_DEVICES`), the monitor must have
+/// added the console UART and the GIC: the hypervisor's device allowlist is read from the tree.
+fn verify_added_devices(tree: &DeviceTree) -> Result<(), &'static str> {
+    type Board = board::Selected;
+    if <Board as board::Platform>::DEVICE_TREE_HAS_DEVICES {
+        return Ok(());
+    }
+    let uart = Path::new(format_args!(
+        "/pl011@{:x}",
+        <Board as board::Platform>::UART.base
+    ))?;
+    let compatible = tree
+        .find_node(uart.as_str())
+        .and_then(|node| node.is_compatible("arm,pl011"));
+    if compatible != Ok(true) {
+        return Err("the monitor did not add the console UART");
+    }
+    let gic = Path::new(format_args!(
+        "/intc@{:x}",
+        <Board as board::Platform>::GIC.distributor
+    ))?;
+    let compatible = tree
+        .find_node(gic.as_str())
+        .and_then(|node| node.is_compatible("arm,gic-v3"));
+    if compatible != Ok(true) {
+        return Err("the monitor did not add the GIC");
+    }
+    Ok(())
 }
 
 /// What the tree must say, checked in order; the first failure is reported.
@@ -50,13 +91,9 @@ fn verify(tree: &DeviceTree) -> Result<usize, &'static str> {
         }
         count += 1;
     }
+    verify_added_devices(tree)?;
     // The monitor reserves the board's Secure RAM under its own name.
-    let mut path = Path {
-        bytes: [0; 64],
-        length: 0,
-    };
-    write!(path, "/reserved-memory/monitor@{SECURE_RAM_BASE:x}")
-        .map_err(|_| "reserved-memory path too long")?;
+    let path = Path::new(format_args!("/reserved-memory/monitor@{SECURE_RAM_BASE:x}"))?;
     match tree.find_node(path.as_str()) {
         Ok(node) if node.property("no-map") != Ok(None) => Ok(count),
         Ok(_) => Err("the monitor's reserved memory is not no-map"),

@@ -1,5 +1,6 @@
-//! The EL3 monitor of pkvm-rs. The board is [`Board`] (QEMU `virt` or `sbsa-ref`): every address, the GIC layout
-//! and the CPU numbering come from its `board::Platform` implementation.
+//! The EL3 monitor of pkvm-rs. The board is [`Board`] (QEMU `virt` or `sbsa-ref`): every address,
+//! the GIC layout, the CPU numbering and power control come from its `board::Platform`
+//! implementation.
 //!
 //! Boot flow (see `firmware/README.md` for the picture and the memory map):
 //!
