@@ -9,8 +9,8 @@ pub fn smc_signed(function_id: u32, arguments: [u64; 3]) -> i64 {
 
 /// The erratum call.
 pub const ERRATUM_CALL: u32 = abi::cpu_service::ERRATUM_4193714_WORKAROUND;
-/// The monitor's statistics call (SiP range; see `firmware/monitor/src/services/statistics.rs`).
-pub const STATISTICS: u32 = 0xC200_0010;
+/// The monitor's statistics calls (`abi::statistics`).
+use abi::statistics::{CALLER_STATISTICS, RENDEZVOUS_STATISTICS, WAIT_STATISTICS};
 /// `SMCCC_VERSION`.
 pub const SMCCC_VERSION: u32 = abi::smccc::SMCCC_VERSION;
 /// `SMCCC_ARCH_FEATURES`.
@@ -48,21 +48,21 @@ pub mod psci {
 
 /// The rendezvous counters of `cpu`: (serviced request, SGIs answered, SGIs sent by all).
 pub fn statistics(cpu: usize) -> (u64, u64, u64) {
-    let result = smc(STATISTICS, [cpu as u64, 0, 0]);
+    let result = smc(RENDEZVOUS_STATISTICS, [cpu as u64, 0, 0]);
     (result[1], result[2], result[3])
 }
 
 /// The monitor's caller statistics of `cpu` (`0xC200_0011`): (erratum calls from EL1, from EL2,
 /// CPUs its calls skipped as off or suspended).
 pub fn caller_statistics(cpu: usize) -> (u64, u64, u64) {
-    let result = smc(STATISTICS + 1, [cpu as u64, 0, 0]);
+    let result = smc(CALLER_STATISTICS, [cpu as u64, 0, 0]);
     (result[1], result[2], result[3])
 }
 
 /// The monitor's wait statistics of `cpu` (`0xC200_0012`): (deadline misses, longest call in
 /// nanoseconds, rendezvous SGIs it sent).
 pub fn wait_statistics(cpu: usize) -> (u64, u64, u64) {
-    let result = smc(STATISTICS + 2, [cpu as u64, 0, 0]);
+    let result = smc(WAIT_STATISTICS, [cpu as u64, 0, 0]);
     (result[1], result[2], result[3])
 }
 

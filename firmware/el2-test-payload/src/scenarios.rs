@@ -548,7 +548,7 @@ fn psci_scenario() -> ! {
         ("unknown service", 0x8700_0000, [0; 3], -1),
         ("erratum call, SMC64 twin", 0xC100_0010, [0; 3], -1),
         ("erratum family, reserved offset 1", 0x8100_0011, [0; 3], -1),
-        ("statistics of a CPU that does not exist", calls::STATISTICS, [MAX_CPUS as u64, 0, 0], -2),
+        ("statistics of a CPU that does not exist", abi::statistics::RENDEZVOUS_STATISTICS, [MAX_CPUS as u64, 0, 0], abi::statistics::NO_SUCH_CPU),
         ("CPU_ON(self)", psci::CPU_ON, [0, entry, 0], -4),
         ("CPU_ON(no such CPU)", psci::CPU_ON, [0xFF, entry, 0], -2),
         ("CPU_ON(reserved MPIDR bits)", psci::CPU_ON, [1 << 24, entry, 0], -2),

@@ -99,14 +99,11 @@ fn probe_registers(found: &mut [u64; 5]) {
     found[3] &= 0b11;
 }
 
-/// Makes an HVC with `function_id` and `x1` = `argument`; returns `x0`.
+/// Makes an HVC (`smccc::hvc64`) with `function_id` and `x1` = `argument`; returns `x0`.
 fn hvc(function_id: u32, argument: u64) -> u64 {
-    let mut x0 = u64::from(function_id);
-    // SAFETY: the hypervisor follows SMCCC: it writes only x0-x3 and preserves the stack and memory.
-    unsafe {
-        core::arch::asm!("hvc #0", inout("x0") x0, inout("x1") argument => _, inout("x2") 0u64 => _, inout("x3") 0u64 => _, options(nostack));
-    }
-    x0
+    let mut arguments = [0; 17];
+    arguments[0] = argument;
+    smccc::hvc64(function_id, arguments)[0]
 }
 
 /// The secret value of the word at `address`: different for every word, not guessable from its

@@ -10,6 +10,7 @@ use abi::hypercall::{
 };
 use core::sync::atomic::Ordering;
 use platform_qemu::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE};
+use platform_qemu::memory_map::SECURE_RAM_BASE;
 use platform_qemu::println;
 
 /// A host page that is never donated: used for sharing and for "still usable" checks.
@@ -153,7 +154,7 @@ pub fn run(parameters: Parameters) -> bool {
         ),
         (
             "donate monitor memory",
-            donate(handle, 0x0E00_0000, 1),
+            donate(handle, SECURE_RAM_BASE as u64, 1),
             HypercallError::OutOfRange,
         ),
         (
@@ -311,7 +312,7 @@ pub fn run(parameters: Parameters) -> bool {
     for (name, entry) in [
         ("CPU_ON into hypervisor memory", HYPERVISOR_BASE as u64),
         ("CPU_ON into guest memory", GUEST_MEMORY),
-        ("CPU_ON into monitor memory", 0x0E00_0000),
+        ("CPU_ON into monitor memory", SECURE_RAM_BASE as u64),
     ] {
         let answer = smc(crate::calls::CPU_ON, [1, entry, 0])[0] as i64;
         println!(

@@ -294,7 +294,7 @@ extern "C" fn hyp_secondary_main(cpu: usize) -> ! {
         None => {
             println!("hyp: CPU {cpu} arrived without a host entry point; switching it off");
             let mut registers = [0; 18];
-            registers[0] = 0x8400_0002;
+            registers[0] = u64::from(abi::psci::PsciFunctionId::CpuOff as u32);
             firmware::smc(registers);
             loop {
                 // SAFETY: WFI only waits.
