@@ -13,6 +13,8 @@
 //! * [`el2`]: `HCR_EL2`, `MDCR_EL2`, `CPTR_EL2`, `CNTHCTL_EL2` while the host runs and while a
 //!   guest runs (the hypervisor writes them at boot and on every world switch; `ZCR_EL2` and
 //!   `SMCR_EL2`, which `arm-sysregs` 0.5.2 lacks, stay with it).
+//! * [`reset`]: the EL1/EL2 system control values a CPU has after reset, which PSCI entry points
+//!   and a new vCPU start from.
 #![cfg_attr(not(test), no_std)]
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -22,6 +24,7 @@
 
 pub mod el2;
 pub mod el3;
+pub mod reset;
 
 /// Whether the Non-secure PMU may count what a higher exception level executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,9 +38,8 @@ pub enum Counting {
 
 /// An instruction synchronization barrier: makes the control-register writes before it take effect
 /// for the instructions after it. Nothing to do against fake registers.
-#[cfg(any(test, target_arch = "aarch64"))]
-#[inline]
-fn isb() {
+#[inline(always)]
+pub fn isb() {
     #[cfg(all(target_arch = "aarch64", not(test)))]
     // SAFETY: ISB only synchronizes the instruction stream; it reads or writes no memory.
     unsafe {

@@ -4,8 +4,8 @@
 
 /// `SPSR_EL2` for a vCPU's first entry: EL1 using `SP_EL1` (EL1h), with D, A, I and F masked.
 pub const PSTATE_EL1H_MASKED: u64 = 0b0101 | (0b1111 << 6);
-/// `SCTLR_EL1` at a vCPU's first entry: its RES1 bits, MMU and caches off, little endian.
-pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
+/// `SCTLR_EL1` of a new vCPU: the architectural reset value (`cpu_setup::reset::SCTLR_EL1`).
+pub const SCTLR_EL1_RESET: u64 = cpu_setup::reset::SCTLR_EL1.bits();
 
 /// The EL1 system registers a world switch swaps between the host and a guest.
 #[repr(C)]

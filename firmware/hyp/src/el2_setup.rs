@@ -9,7 +9,6 @@ use arm_sysregs::el0::accessors::read_pmcr_el0;
 use arm_sysregs::el1::accessors::{
     read_id_aa64pfr0_el1, read_id_aa64pfr1_el1, read_midr_el1, read_mpidr_el1, write_sctlr_el1,
 };
-use arm_sysregs::el1::registers::SctlrEl1;
 use arm_sysregs::el2::accessors::{
     write_cnthctl_el2, write_cntvoff_el2, write_cptr_el2, write_hcr_el2, write_hstr_el2,
     write_icc_sre_el2, write_mdcr_el2, write_tpidr_el2, write_vmpidr_el2, write_vpidr_el2,
@@ -80,7 +79,7 @@ pub fn cpu_init(cpu: usize) {
     // value for the host's EL1 (MMU off). Neither changes EL2's memory or translation.
     unsafe {
         write_icc_sre_el2(IccSreEl2::SRE | IccSreEl2::DFB | IccSreEl2::DIB | IccSreEl2::ENABLE);
-        write_sctlr_el1(SctlrEl1::from_bits_retain(hyp_core::vcpu::SCTLR_EL1_RESET));
+        write_sctlr_el1(cpu_setup::reset::SCTLR_EL1);
     }
     isb();
     // SAFETY: invalidating this CPU's stage-1 and stage-2 TLB entries of EL1 only drops translations.

@@ -31,6 +31,11 @@ mod mmu;
 mod power;
 mod services;
 
+use arm_sysregs::el0::accessors::{read_cntfrq_el0, read_cntpct_el0};
+use arm_sysregs::el1::accessors::write_sctlr_el1;
+use arm_sysregs::el2::accessors::{write_hcr_el2, write_sctlr_el2};
+use arm_sysregs::el2::registers::HcrEl2;
+use arm_sysregs::el3::accessors::read_tpidr_el3;
 use board::Platform;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -131,11 +136,12 @@ const PEN_ARRIVAL_TIMEOUT_MICROSECONDS: u64 = 2_000_000;
 /// erratum, so that the first erratum call already knows the whole system.
 fn wait_for_secondaries(cpu_count: usize) {
     let expected = cpu_count.saturating_sub(1) as u64;
-    let frequency = el3::read_sysreg!("cntfrq_el0");
-    let deadline = el3::read_sysreg!("cntpct_el0")
+    let frequency = u64::from(read_cntfrq_el0().clockfreq());
+    let deadline = read_cntpct_el0()
+        .physicalcount()
         .saturating_add(frequency.saturating_mul(PEN_ARRIVAL_TIMEOUT_MICROSECONDS) / 1_000_000);
     while services::cpu::cpus_recorded() < expected {
-        if el3::read_sysreg!("cntpct_el0") >= deadline {
+        if read_cntpct_el0().physicalcount() >= deadline {
             println!(
                 "monitor: only {} of {expected} secondary CPUs reached the pen",
                 services::cpu::cpus_recorded()
@@ -163,38 +169,23 @@ extern "C" fn secondary_main(cpu: usize) -> ! {
 /// This CPU's dense index, kept in `TPIDR_EL3` by `entry.S` (the monitor has no other use for it), so
 /// that the hot paths need not decode `MPIDR_EL1`.
 pub fn cpu_index() -> usize {
-    let index: u64;
-    // SAFETY: reading TPIDR_EL3 has no side effects.
-    unsafe {
-        core::arch::asm!("mrs {}, tpidr_el3", out(reg) index, options(nomem, nostack, preserves_flags))
-    };
     // Set from an index below MAX_CPUS by entry.S before any Rust code runs.
-    index as usize
+    read_tpidr_el3().bits() as usize
 }
-
-/// `SCTLR_EL2` (with `HCR_EL2.E2H` = 0) and `SCTLR_EL1` as after reset: the RES1 bits, MMU and caches
-/// off.
-const SCTLR_EL2_RESET: u64 = 0x30C5_0830;
-const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 
 /// Puts the lower exception levels' translation back into the state a CPU has after reset (MMU and
 /// caches off at EL2 and EL1, `HCR_EL2` clear), as PSCI promises at a `CPU_ON` or power-down entry
 /// point. On QEMU a CPU is never really powered down, so the kernel's MMU would otherwise still be on.
 fn reset_lower_translation() {
     // SAFETY: the Non-secure world does not run on this CPU until the ERET that follows; these
-    // registers only control EL2 and EL1, never EL3.
+    // registers only control EL2 and EL1, never EL3 (the values: `cpu_setup::reset`).
     unsafe {
-        core::arch::asm!(
-            "msr hcr_el2, xzr",
-            "isb",
-            "msr sctlr_el2, {el2}",
-            "msr sctlr_el1, {el1}",
-            "isb",
-            el2 = in(reg) SCTLR_EL2_RESET,
-            el1 = in(reg) SCTLR_EL1_RESET,
-            options(nostack),
-        );
+        write_hcr_el2(HcrEl2::empty());
+        cpu_setup::isb();
+        write_sctlr_el2(cpu_setup::reset::SCTLR_EL2);
+        write_sctlr_el1(cpu_setup::reset::SCTLR_EL1);
     }
+    cpu_setup::isb();
 }
 
 /// Enters the Non-secure world at EL2 at a PSCI entry point.

@@ -42,14 +42,14 @@ fn send_event() {
 /// reset value 0, as on hardware: Linux's secondary start runs FP/SIMD code that Streaming mode
 /// would make fail, and a CPU brought back online after running an SME program never came up.
 fn lose_power_down_state() {
-    let pfr1: u64;
-    // SAFETY: reading an ID register has no side effect.
-    unsafe { core::arch::asm!("mrs {}, id_aa64pfr1_el1", out(reg) pfr1, options(nomem, nostack)) };
-    if (pfr1 >> 24) & 0xF != 0 {
-        // SAFETY: SVCR (S3_3_C4_C2_2) exists when SME is implemented and CPTR_EL3.ESM leaves it
-        // untrapped at EL3; clearing it leaves Streaming mode and turns ZA off, which only changes
-        // the register state of the world that just gave up this CPU.
-        unsafe { core::arch::asm!("msr S3_3_C4_C2_2, xzr", "isb", options(nostack)) };
+    if arm_sysregs::el1::accessors::read_id_aa64pfr1_el1().sme() != 0 {
+        // SAFETY: SVCR exists when SME is implemented and CPTR_EL3.ESM leaves it untrapped at EL3;
+        // clearing it leaves Streaming mode and turns ZA off, which only changes the register
+        // state of the world that just gave up this CPU.
+        unsafe {
+            arm_sysregs::el0::accessors::write_svcr(arm_sysregs::el0::registers::Svcr::empty())
+        };
+        cpu_setup::isb();
     }
 }
 

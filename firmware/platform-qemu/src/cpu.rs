@@ -20,12 +20,7 @@ pub fn mpidr_from_index(index: usize) -> u64 {
 /// Reads this CPU's `MPIDR_EL1`.
 #[cfg(target_arch = "aarch64")]
 pub fn current_mpidr() -> u64 {
-    let mpidr: u64;
-    // SAFETY: reading MPIDR_EL1 has no side effects and is allowed at EL1 and above.
-    unsafe {
-        core::arch::asm!("mrs {}, mpidr_el1", out(reg) mpidr, options(nomem, nostack, preserves_flags))
-    };
-    mpidr
+    arm_sysregs::el1::accessors::read_mpidr_el1().bits()
 }
 
 /// Returns this CPU's dense index on board `B`.
