@@ -15,6 +15,7 @@
 //!   `SMCR_EL2`, which `arm-sysregs` 0.5.2 lacks, stay with it).
 //! * [`reset`]: the EL1/EL2 system control values a CPU has after reset, which PSCI entry points
 //!   and a new vCPU start from.
+//! * [`translation`]: `MAIR`, `TCR` and `SCTLR` of the EL3 and EL2 identity maps.
 #![cfg_attr(not(test), no_std)]
 #![deny(
     unsafe_op_in_unsafe_fn,
@@ -25,6 +26,7 @@
 pub mod el2;
 pub mod el3;
 pub mod reset;
+pub mod translation;
 
 /// Whether the Non-secure PMU may count what a higher exception level executes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

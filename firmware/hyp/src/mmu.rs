@@ -23,8 +23,8 @@ use identity_map::{BASE, DEVICE, ImageLayout, NORMAL};
 /// Root of the EL2 tables in use (0 before CPU 0 built them).
 static ROOT: AtomicUsize = AtomicUsize::new(0);
 
-/// SCTLR_EL2 with the MMU and caches off: its RES1 bits only.
-pub const SCTLR_EL2_RESET: u64 = identity_map::SCTLR_RESET;
+/// SCTLR_EL2 with the MMU and caches off (`cpu_setup::reset::SCTLR_EL2`), for `entry.S`.
+pub const SCTLR_EL2_RESET: u64 = cpu_setup::reset::SCTLR_EL2.bits();
 
 /// Builds the identity map of the hypervisor's image, its devices and `dram` (CPU 0), which the
 /// next [`enable`] turns on. Called twice: before the device tree is read (`dram` empty: the image

@@ -22,6 +22,7 @@ extern crate alloc;
 use aarch64_paging::descriptor::El23Attributes;
 use aarch64_paging::idmap::IdMap;
 use aarch64_paging::paging::{MemoryRegion, TranslationRegime};
+use cpu_setup::translation;
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -29,7 +30,7 @@ unsafe extern "C" {
     static __data_start: u8;
 }
 
-/// Index 0 of `MAIR_ELx` ([`MAIR_VALUE`]): device nGnRE.
+/// Index 0 of `MAIR_ELx` (`cpu_setup::translation::MAIR`): device nGnRE.
 pub const DEVICE: El23Attributes = El23Attributes::ATTRIBUTE_INDEX_0;
 /// Index 1 of `MAIR_ELx`: normal memory, inner and outer write-back, read/write-allocate.
 pub const NORMAL: El23Attributes =
@@ -39,20 +40,8 @@ pub const BASE: El23Attributes = El23Attributes::VALID
     .union(El23Attributes::ACCESSED)
     .union(El23Attributes::USER_RES1);
 
-/// `MAIR_ELx`: index 0 device nGnRE, index 1 normal memory, inner and outer write-back,
-/// read/write-allocate.
-pub const MAIR_VALUE: u64 = 0x04 | (0xFF << 8);
-/// Root level 0: a 48-bit (256 TiB) address space.
+/// Root level 0: a 48-bit (256 TiB) address space (`cpu_setup::translation::TCR`).
 pub const ROOT_LEVEL: usize = 0;
-/// `TCR_EL3` / `TCR_EL2` (E2H = 0): T0SZ = 16 (48-bit VA), inner/outer write-back cacheable, inner
-/// shareable walks, 4 KiB granule, 48-bit PA (PS = 5), RES1 bits 23 and 31.
-pub const TCR_VALUE: u64 =
-    16 | (1 << 8) | (1 << 10) | (3 << 12) | (5 << 16) | (1 << 23) | (1 << 31);
-/// `SCTLR_EL3` / `SCTLR_EL2` (E2H = 0) with the MMU and caches off: its RES1 bits only.
-pub const SCTLR_RESET: u64 = 0x30C5_0830;
-/// `SCTLR_EL3` / `SCTLR_EL2` (E2H = 0) in use: RES1 bits, MMU, alignment checks off, data cache,
-/// stack alignment check, instruction cache, writable-implies-execute-never.
-pub const SCTLR_VALUE: u64 = SCTLR_RESET | 1 | (1 << 2) | (1 << 3) | (1 << 12) | (1 << 19);
 
 /// Where the linker script put the image's parts (`__image_start`, `__rodata_start`,
 /// `__data_start`): code, then read-only data, then everything writable.
@@ -110,6 +99,7 @@ macro_rules! define_enable {
             "identity map), with this CPU at ", $level, "."
         )]
         pub unsafe fn $name(root: usize) {
+            // One asm block: nothing may be reordered into the sequence that turns translation on.
             // SAFETY: the caller promises that the identity map covers everything the program uses at
             // the addresses it already has, so turning translation on changes no address in use.
             unsafe {
@@ -124,10 +114,10 @@ macro_rules! define_enable {
                     "isb",
                     concat!("msr sctlr_", $register, ", {sctlr}"),
                     "isb",
-                    mair = in(reg) MAIR_VALUE,
-                    tcr = in(reg) TCR_VALUE,
+                    mair = in(reg) translation::MAIR.bits(),
+                    tcr = in(reg) translation::TCR.bits(),
                     root = in(reg) root,
-                    sctlr = in(reg) SCTLR_VALUE,
+                    sctlr = in(reg) translation::SCTLR_ON.bits(),
                     options(nostack),
                 );
             }
