@@ -2,13 +2,10 @@
 //! edge of one pin powers off, of another resets), a Secure command register on QEMU `sbsa-ref`
 //! (its embedded controller). Only the Secure state can reach either.
 //!
-//! What we wrote ourselves and why: the GPIO takes three register writes; `arm-pl061` would add a
-//! dependency for them, and the command register has no crate at all.
+//! The GPIO is driven by `arm-pl061` (the field's PL061 driver, as in Rusted Firmware-A); the
+//! command register is one word that no crate describes.
 
 use board::{CommandRegisterPower, GpioPower, PowerControl};
-
-/// PL061 direction register offset.
-const GPIODIR: usize = 0x400;
 
 /// What to ask the board for.
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
@@ -24,7 +21,7 @@ pub enum BoardRequest {
 /// # Safety
 ///
 /// The power-control device must be mapped as device memory at its physical address, and nothing
-/// else may be using it; GPIO pins must be below 8 (a PL061 has eight).
+/// else may be using it.
 #[cfg(target_arch = "aarch64")]
 pub unsafe fn request(power: PowerControl, request: BoardRequest) -> ! {
     match power {
@@ -39,27 +36,33 @@ pub unsafe fn request(power: PowerControl, request: BoardRequest) -> ! {
     }
 }
 
-/// Raises the pin of `gpio` for `request`.
+/// Raises the pin of `gpio` for `request`: output, low, then high (the edge is what the board
+/// watches).
 ///
 /// # Safety
 ///
 /// As for [`request`].
 #[cfg(target_arch = "aarch64")]
 unsafe fn raise_pin(gpio: GpioPower, request: BoardRequest) {
+    use arm_pl061::{PL061, PL061Registers};
+    use core::ptr::NonNull;
+    use safe_mmio::UniqueMmioPointer;
+
     let pin = match request {
         BoardRequest::PowerOff => gpio.power_off_pin,
         BoardRequest::Reset => gpio.reset_pin,
+    } as usize;
+    let Some(registers) = NonNull::new(gpio.base as *mut PL061Registers) else {
+        return;
     };
-    let base = gpio.base as *mut u32;
-    // The PL061 data register for a pin is at offset (1 << pin) << 2: address bits select the pins.
-    let data_offset = (1usize << pin) << 2;
-    // SAFETY: the caller guarantees the PL061 is mapped at `base` and unused elsewhere; both offsets
-    // are registers inside its 4 KiB frame.
-    unsafe {
-        let direction = base.byte_add(GPIODIR);
-        direction.write_volatile(direction.read_volatile() | (1 << pin));
-        base.byte_add(data_offset).write_volatile(0);
-        base.byte_add(data_offset).write_volatile(0xFF);
+    // SAFETY: the caller guarantees the PL061 is mapped as device memory at its base and that
+    // nothing else uses it, so this is the only pointer to its registers.
+    let mut pl061 = PL061::new(unsafe { UniqueMmioPointer::new(registers) });
+    // A pin beyond the PL061's eight is a board-description error: nothing is driven, and the
+    // caller waits for a power change that does not come (the QEMU run times out, visibly).
+    if pl061.config().into_output(pin).is_ok() {
+        let _ = pl061.pin_set(pin, false);
+        let _ = pl061.pin_set(pin, true);
     }
 }
 
