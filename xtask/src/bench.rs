@@ -100,7 +100,8 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 "--bench",
                 "donation",
             ],
-        );
+        )
+        .map_err(String::from);
     }
     crate::setup::ensure_qemu()?;
     let root = firmware::workspace_root();

@@ -5,6 +5,7 @@
 //! hypervisor and the host print must match what the configuration requires (protected mode on or
 //! refused, firmware calls made or not, their number).
 
+use crate::error::XtaskError;
 use crate::firmware::{self, GUEST, HOST, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX};
 use crate::qemu::{self, Machine, Run};
 use clap::Args;
@@ -115,7 +116,7 @@ struct Expectation {
     firmware_calls: bool,
 }
 
-fn expectation(cpu: &str, without_fix: bool) -> Result<Expectation, String> {
+fn expectation(cpu: &str, without_fix: bool) -> Result<Expectation, XtaskError> {
     let model = qemu::parse_cpu_model(cpu)?;
     let affected = model.affected_in_qemu();
     Ok(Expectation {
@@ -274,16 +275,19 @@ fn check_log(log: &str, expected: &Expectation, scenario: Scenario) -> Vec<Strin
 }
 
 /// Refuses CPU counts and guest memory sizes the demo does not support.
-fn check_sizes(args: &DemoArgs) -> Result<(), String> {
+fn check_sizes(args: &DemoArgs) -> Result<(), XtaskError> {
     let max_cpus = args.machine.facts().max_cpus.min(8);
     if !(1..=max_cpus).contains(&args.cpus) {
-        return Err(format!("--cpus must be 1 to {max_cpus}, not {}", args.cpus));
+        return Err(XtaskError::Usage(format!(
+            "--cpus must be 1 to {max_cpus}, not {}",
+            args.cpus
+        )));
     }
     if !(1..=256).contains(&args.memory) {
-        return Err(format!(
+        return Err(XtaskError::Usage(format!(
             "--memory must be 1 to 256 MiB, not {}",
             args.memory
-        ));
+        )));
     }
     Ok(())
 }
@@ -293,7 +297,7 @@ fn run_configuration(
     args: &DemoArgs,
     scenario: Scenario,
     show_log: bool,
-) -> Result<String, String> {
+) -> Result<String, XtaskError> {
     check_sizes(args)?;
     let expected = expectation(&args.cpu, args.firmware_without_fix)?;
     let machine = args.machine;
@@ -310,7 +314,7 @@ fn run_configuration(
     let host = firmware::build_for(machine, HOST)?;
     let guest = firmware::build_for(machine, GUEST)?;
     let guest_size = std::fs::metadata(&guest)
-        .map_err(|error| format!("{}: {error}", guest.display()))?
+        .map_err(|error| XtaskError::Unexpected(format!("{}: {error}", guest.display())))?
         .len();
     let name = format!(
         "{}-{}-smp{}{}{}",
@@ -370,10 +374,12 @@ fn run_configuration(
 }
 
 /// `cargo xtask demo`.
-pub fn demo(args: &DemoArgs) -> Result<(), String> {
+pub fn demo(args: &DemoArgs) -> Result<(), XtaskError> {
     if args.linux {
         if args.machine != Machine::Virt {
-            return Err("stock Linux pKVM runs on --machine virt only".to_string());
+            return Err(XtaskError::Usage(
+                "stock Linux pKVM runs on --machine virt only".into(),
+            ));
         }
         return crate::linux_demo::demo(args);
     }
@@ -405,7 +411,7 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
 }
 
 /// The hypervisor's QEMU scenarios (called by `cargo xtask test`).
-pub fn run_qemu_tests() -> Result<(), String> {
+pub fn run_qemu_tests() -> Result<(), XtaskError> {
     let configuration = |cpu: &str, cpus, without_fix| DemoArgs {
         cpu: cpu.to_string(),
         cpus,
@@ -463,13 +469,13 @@ fn attack_configuration() -> DemoArgs {
 }
 
 /// `cargo xtask attacks`: the attack suite with its log on the terminal.
-pub fn attacks() -> Result<(), String> {
+pub fn attacks() -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     run_configuration(&attack_configuration(), Scenario::Attacks, true).map(|_| ())
 }
 
 /// The DMA scenario on 2 affected CPUs with 2 MiB of guest memory; `show_log` prints the serial log.
-pub fn run_dma_scenario(show_log: bool) -> Result<(), String> {
+pub fn run_dma_scenario(show_log: bool) -> Result<(), XtaskError> {
     let args = DemoArgs {
         cpu: "c1-pro-r1p1".to_string(),
         cpus: 2,
@@ -496,8 +502,8 @@ mod tests {
         ];
         for (cpu, without_fix, protected_mode, firmware_calls) in table {
             assert_eq!(
-                expectation(cpu, without_fix),
-                Ok(Expectation {
+                expectation(cpu, without_fix).ok(),
+                Some(Expectation {
                     protected_mode,
                     firmware_calls
                 }),

@@ -10,6 +10,7 @@
 //! The ELF-to-binary step is ours (a few lines over the ELF64 program headers) so that xtask needs no
 //! binutils or llvm-tools.
 
+use crate::error::XtaskError;
 use crate::qemu::Machine;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -98,19 +99,19 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Adds the soft-float target through rustup when it is missing.
-pub fn ensure_target() -> Result<(), String> {
+pub fn ensure_target() -> Result<(), XtaskError> {
     crate::setup::ensure_rust_target(FIRMWARE_TARGET)
 }
 
 /// Builds `image` for QEMU `virt` and returns the path of its raw binary.
-pub fn build(image: Image) -> Result<PathBuf, String> {
+pub fn build(image: Image) -> Result<PathBuf, XtaskError> {
     build_for(Machine::Virt, image)
 }
 
 /// Builds `image` for `machine` and returns the path of its raw binary
 /// (`target/images/<package>[-features][-board].bin`). The board is chosen through the `board`
 /// crate's cargo feature, which the image's build script (its link address) and its code read.
-pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, String> {
+pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, XtaskError> {
     ensure_target()?;
     let root = workspace_root();
     let target_dir = root.join("target");
@@ -153,23 +154,25 @@ pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, String> {
     }
     let status = command
         .status()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
+        .map_err(|error| XtaskError::spawn("cargo", error))?;
     if !status.success() {
-        return Err(format!("building {} failed ({status})", image.package));
+        return Err(XtaskError::failed(
+            format!("cargo build of {}", image.package),
+            status,
+        ));
     }
     let elf_path = build_dir
         .join(FIRMWARE_TARGET)
         .join("release")
         .join(image.package);
-    let elf = std::fs::read(&elf_path)
-        .map_err(|error| format!("cannot read {}: {error}", elf_path.display()))?;
-    let binary = elf_to_binary(&elf).map_err(|error| format!("{}: {error}", elf_path.display()))?;
+    let elf =
+        std::fs::read(&elf_path).map_err(|error| XtaskError::file("read", &elf_path, error))?;
+    let binary = elf_to_binary(&elf)
+        .map_err(|error| XtaskError::Unexpected(format!("{}: {error}", elf_path.display())))?;
     let images = target_dir.join("images");
-    std::fs::create_dir_all(&images)
-        .map_err(|error| format!("cannot create {}: {error}", images.display()))?;
+    std::fs::create_dir_all(&images).map_err(|error| XtaskError::file("create", &images, error))?;
     let output = images.join(format!("{}{suffix}.bin", image.package));
-    std::fs::write(&output, binary)
-        .map_err(|error| format!("cannot write {}: {error}", output.display()))?;
+    std::fs::write(&output, binary).map_err(|error| XtaskError::file("write", &output, error))?;
     Ok(output)
 }
 

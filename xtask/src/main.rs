@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod error;
 mod firmware;
 mod linux;
 mod linux_demo;
@@ -65,12 +66,12 @@ fn main() -> ExitCode {
         Command::TestHypervisor => demo::run_qemu_tests(),
         Command::Attacks => demo::attacks(),
         Command::TestDma => demo::run_dma_scenario(true),
-        Command::Bench(args) => bench::run(&args),
+        Command::Bench(args) => bench::run(&args).map_err(error::XtaskError::from),
         Command::FetchLinux => linux::fetch_linux(),
         Command::Run(args) => run::run(&args),
         Command::TestLinux => run::linux_boot_test().and_then(|()| linux_demo::run_tests()),
         Command::TestLinuxIommu => run::linux_iommu_test(),
-        Command::Model(args) => model::model(&args),
+        Command::Model(args) => model::model(&args).map_err(error::XtaskError::from),
         Command::Build(args) => monitor_tests::build(&args),
         Command::RunPayload(args) => monitor_tests::run_payload(&args),
         Command::TestMonitor(args) => monitor_tests::test(&args),

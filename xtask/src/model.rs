@@ -58,7 +58,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         if args.loom {
             forwarded.push("--loom");
         }
-        return setup::run("cargo", &forwarded);
+        return setup::run("cargo", &forwarded).map_err(String::from);
     }
     let output_dir = target_dir().join("model");
     fs::create_dir_all(&output_dir)

@@ -2,6 +2,7 @@
 //! reports with a `payload: <name>: PASS` marker and its exit status. Also `cargo xtask build` and
 //! `cargo xtask run-payload`, and the instruction-count benchmark.
 
+use crate::error::XtaskError;
 use crate::firmware::{self, MONITOR, MONITOR_BENCHMARK, MONITOR_WITHOUT_FIX, PAYLOAD};
 use crate::qemu::{self, Machine, Run};
 use clap::Args;
@@ -55,7 +56,7 @@ pub struct RunArgs {
 }
 
 /// `cargo xtask build`.
-pub fn build(args: &BuildArgs) -> Result<(), String> {
+pub fn build(args: &BuildArgs) -> Result<(), XtaskError> {
     let monitor = firmware::build_for(
         args.machine,
         if args.without_fix {
@@ -69,7 +70,7 @@ pub fn build(args: &BuildArgs) -> Result<(), String> {
     Ok(())
 }
 
-fn scenario_number(name: &str) -> Result<u64, String> {
+fn scenario_number(name: &str) -> Result<u64, XtaskError> {
     Ok(match name {
         "boot" => 1,
         "psci" => 2,
@@ -79,7 +80,7 @@ fn scenario_number(name: &str) -> Result<u64, String> {
         "benchmark" => 6,
         "reset" => 7,
         "erratum-suspended" => 8,
-        _ => return Err(format!("unknown scenario {name:?}")),
+        _ => return Err(XtaskError::Usage(format!("unknown scenario {name:?}"))),
     })
 }
 
@@ -96,7 +97,7 @@ struct Scenario<'a> {
     marker: &'a str,
 }
 
-fn scenario_run(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<Run, String> {
+fn scenario_run(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<Run, XtaskError> {
     let mut extra = Vec::new();
     if scenario.icount {
         extra.extend(["-icount".to_string(), "shift=0,sleep=off".to_string()]);
@@ -125,7 +126,7 @@ fn scenario_run(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<R
 }
 
 /// Runs one scenario and checks its exit status and marker; returns the log.
-fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, String> {
+fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, XtaskError> {
     let run = scenario_run(scenario, monitor, payload)?;
     let outcome = run.execute()?;
     let mut problems = Vec::new();
@@ -143,7 +144,7 @@ fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, 
 }
 
 /// `cargo xtask run-payload`.
-pub fn run_payload(args: &RunArgs) -> Result<(), String> {
+pub fn run_payload(args: &RunArgs) -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let monitor = firmware::build_for(
         args.machine,
@@ -177,7 +178,7 @@ pub fn run_payload(args: &RunArgs) -> Result<(), String> {
 
 /// What the erratum call must answer for a CPU model: 0 when affected, -3 when not, -1 from
 /// firmware without the fix.
-fn expected_result(cpu_model: &str, without_fix: bool) -> Result<i64, String> {
+fn expected_result(cpu_model: &str, without_fix: bool) -> Result<i64, XtaskError> {
     if without_fix {
         return Ok(-1);
     }
@@ -186,7 +187,7 @@ fn expected_result(cpu_model: &str, without_fix: bool) -> Result<i64, String> {
 }
 
 /// `cargo xtask test-monitor [--machine ...]`: the scenarios, then on `virt` the benchmark.
-pub fn test(args: &TestArgs) -> Result<(), String> {
+pub fn test(args: &TestArgs) -> Result<(), XtaskError> {
     run_qemu_tests(args.machine)?;
     if args.machine == Machine::Virt {
         benchmark()?;
@@ -248,7 +249,7 @@ const SBSA_SCENARIOS: &[Row] = &[
 ];
 
 /// Every monitor scenario of `machine` in QEMU (called by `cargo xtask test` for each board).
-pub fn run_qemu_tests(machine: Machine) -> Result<(), String> {
+pub fn run_qemu_tests(machine: Machine) -> Result<(), XtaskError> {
     let monitor = firmware::build_for(machine, MONITOR)?;
     let without_fix = firmware::build_for(machine, MONITOR_WITHOUT_FIX)?;
     let payload = firmware::build_for(machine, PAYLOAD)?;
@@ -301,7 +302,7 @@ const MONITOR_NEVER_ANSWER: firmware::Image = firmware::Image {
 /// WFE with nobody answering ends on hardware without an event stream) and that the call then
 /// returns normally (its return state kept across that FIQ). `-icount` makes QEMU's timers fire
 /// at the exact virtual time, so the counts are deterministic.
-fn deadline_scenario(machine: Machine, payload: &Path) -> Result<(), String> {
+fn deadline_scenario(machine: Machine, payload: &Path) -> Result<(), XtaskError> {
     const CALLS: u64 = 3;
     let monitor = firmware::build_for(machine, MONITOR_NEVER_ANSWER)?;
     let scenario = Scenario {
@@ -327,19 +328,19 @@ fn deadline_scenario(machine: Machine, payload: &Path) -> Result<(), String> {
     if timed_out == CALLS && taken == CALLS && raised == 0 && not_raised == 0 {
         Ok(())
     } else {
-        Err(format!(
+        Err(XtaskError::Check(format!(
             "never-answer: {CALLS} time-outs with the deadline timer raised expected {}",
             qemu::log_hint(
                 &crate::firmware::workspace_root()
                     .join("target")
                     .join("qemu-logs")
             )
-        ))
+        )))
     }
 }
 
 /// Retired instructions per call for 1, 2, 4 and 8 CPUs (printed; `cargo xtask test` runs it too).
-pub fn benchmark() -> Result<Vec<String>, String> {
+pub fn benchmark() -> Result<Vec<String>, XtaskError> {
     let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let payload = firmware::build(PAYLOAD)?;
     let mut lines = Vec::new();

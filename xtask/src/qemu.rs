@@ -6,6 +6,7 @@
 //! options come from the `board` crate, the crate the firmware reads, for the board `--machine`
 //! names ([`Machine`]).
 
+use crate::error::XtaskError;
 use board::Platform;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -174,12 +175,11 @@ impl Run {
     }
 
     /// Runs QEMU until it exits or the timeout passes; the log goes to `target/qemu-logs/<name>.log`.
-    pub fn execute(&self) -> Result<Outcome, String> {
+    pub fn execute(&self) -> Result<Outcome, XtaskError> {
         let logs = crate::firmware::workspace_root()
             .join("target")
             .join("qemu-logs");
-        std::fs::create_dir_all(&logs)
-            .map_err(|error| format!("cannot create {}: {error}", logs.display()))?;
+        std::fs::create_dir_all(&logs).map_err(|error| XtaskError::file("create", &logs, error))?;
         let log_path = logs.join(format!("{}.log", self.name));
         let start = Instant::now();
         let mut child = Command::new("qemu-system-aarch64")
@@ -188,9 +188,15 @@ impl Run {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|error| format!("cannot start qemu-system-aarch64: {error}"))?;
-        let mut stdout = child.stdout.take().ok_or("no QEMU stdout")?;
-        let mut stderr = child.stderr.take().ok_or("no QEMU stderr")?;
+            .map_err(|error| XtaskError::spawn("qemu-system-aarch64", error))?;
+        let mut stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| XtaskError::Unexpected("no QEMU stdout".into()))?;
+        let mut stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| XtaskError::Unexpected("no QEMU stderr".into()))?;
         let reader = std::thread::spawn(move || {
             let mut text = Vec::new();
             let _ = stdout.read_to_end(&mut text);
@@ -200,7 +206,7 @@ impl Run {
         let status = loop {
             if let Some(status) = child
                 .try_wait()
-                .map_err(|error| format!("waiting for QEMU: {error}"))?
+                .map_err(|error| XtaskError::Unexpected(format!("waiting for QEMU: {error}")))?
             {
                 break status.code();
             }
@@ -214,7 +220,7 @@ impl Run {
         let elapsed = start.elapsed();
         let log = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
         std::fs::write(&log_path, &log)
-            .map_err(|error| format!("cannot write {}: {error}", log_path.display()))?;
+            .map_err(|error| XtaskError::file("write", &log_path, error))?;
         Ok(Outcome {
             status,
             log,
@@ -225,12 +231,13 @@ impl Run {
 }
 
 /// The CPU model named on the command line, or an error listing the models there are.
-pub fn parse_cpu_model(name: &str) -> Result<errata::CpuModel, String> {
-    errata::CpuModel::parse(name).map_err(|error| format!("{name:?}: {error}"))
+pub fn parse_cpu_model(name: &str) -> Result<errata::CpuModel, XtaskError> {
+    errata::CpuModel::parse(name)
+        .map_err(|error| XtaskError::Unexpected(format!("{name:?}: {error}")))
 }
 
 /// The `-cpu` value for a CPU model name of the `errata` crate (`max`, `c1-pro-r0p2`, ...).
-pub fn cpu_argument(model: &str) -> Result<String, String> {
+pub fn cpu_argument(model: &str) -> Result<String, XtaskError> {
     let parsed = parse_cpu_model(model)?;
     Ok(match parsed.midr() {
         Some(midr) => format!("max,midr={midr:#x}"),
@@ -245,7 +252,7 @@ pub fn report(
     outcome: &Outcome,
     problems: &[String],
     detail: &str,
-) -> Result<(), String> {
+) -> Result<(), XtaskError> {
     let verdict = if problems.is_empty() { "ok" } else { "FAILED" };
     let detail = if detail.is_empty() {
         String::new()
@@ -259,11 +266,11 @@ pub fn report(
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(XtaskError::Check(format!(
             "{name}: {} {}",
             problems.join("; "),
             log_hint(&outcome.log_path)
-        ))
+        )))
     }
 }
 

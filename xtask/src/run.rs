@@ -11,6 +11,7 @@
 //! protected hypervisor instead, which reserves its own memory in the tree and enters the kernel at
 //! EL1 from the host's entry point.
 
+use crate::error::XtaskError;
 use crate::firmware::{self, HOST_ADDRESS, HYPERVISOR, MONITOR, MONITOR_WITHOUT_FIX};
 use crate::linux::{self, INITRD_ADDRESS, KERNEL_ADDRESS};
 use crate::qemu::{self, Run};
@@ -177,35 +178,41 @@ pub fn check_kernel_header(
     Ok(parsed)
 }
 
-fn file_size(path: &Path) -> Result<u64, String> {
+fn file_size(path: &Path) -> Result<u64, XtaskError> {
     std::fs::metadata(path)
         .map(|metadata| metadata.len())
-        .map_err(|error| format!("{}: {error}", path.display()))
+        .map_err(|error| XtaskError::Unexpected(format!("{}: {error}", path.display())))
 }
 
 impl LinuxBoot<'_> {
     /// Builds the firmware, checks the kernel and the initramfs, prepares the device tree, and returns
     /// the QEMU run (named `name`, killed after `timeout` when run with [`Run::execute`]).
-    pub fn prepare(&self, name: &str, timeout: Duration) -> Result<Run, String> {
+    pub fn prepare(&self, name: &str, timeout: Duration) -> Result<Run, XtaskError> {
         if !(1..=8).contains(&self.cpus) {
-            return Err(format!("--cpus must be 1 to 8, not {}", self.cpus));
+            return Err(XtaskError::Usage(format!(
+                "--cpus must be 1 to 8, not {}",
+                self.cpus
+            )));
         }
         let cpu = qemu::cpu_argument(self.cpu_model)?;
         let load_address = self.level.kernel_address();
         let mut header = Vec::with_capacity(64);
         std::fs::File::open(self.kernel)
             .and_then(|file| file.take(64).read_to_end(&mut header))
-            .map_err(|error| format!("{}: {error}", self.kernel.display()))?;
-        check_kernel_header(&header, file_size(self.kernel)?, load_address)
-            .map_err(|error| format!("{}: {error}", self.kernel.display()))?;
+            .map_err(|error| {
+                XtaskError::Unexpected(format!("{}: {error}", self.kernel.display()))
+            })?;
+        check_kernel_header(&header, file_size(self.kernel)?, load_address).map_err(|error| {
+            XtaskError::Unexpected(format!("{}: {error}", self.kernel.display()))
+        })?;
         let initrd = match self.initrd {
             Some(path) => {
                 let size = file_size(path)?;
                 if size == 0 || INITRD_ADDRESS.saturating_add(size) > DRAM_END {
-                    return Err(format!(
+                    return Err(XtaskError::Usage(format!(
                         "{}: {size} bytes do not fit between {INITRD_ADDRESS:#x} and the end of DRAM ({DRAM_END:#x})",
                         path.display()
-                    ));
+                    )));
                 }
                 Some((
                     path,
@@ -272,7 +279,7 @@ impl LinuxBoot<'_> {
 }
 
 /// `cargo xtask run`: boots the kernel with QEMU's serial console on this terminal (Ctrl-A X quits).
-pub fn run(args: &RunArgs) -> Result<(), String> {
+pub fn run(args: &RunArgs) -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let boot = LinuxBoot {
         kernel: &args.kernel,
@@ -306,11 +313,11 @@ pub fn run(args: &RunArgs) -> Result<(), String> {
     let status = Command::new("qemu-system-aarch64")
         .args(run.arguments())
         .status()
-        .map_err(|error| format!("cannot start qemu-system-aarch64: {error}"))?;
+        .map_err(|error| XtaskError::spawn("qemu-system-aarch64", error))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!("QEMU exited with {status}"))
+        Err(XtaskError::Check(format!("QEMU exited with {status}")))
     }
 }
 
@@ -331,7 +338,7 @@ const TEST_BOOTARGS: &str = "console=ttyAMA0 panic=-1";
 /// right on the monitor, once as the host (EL1) of the protected hypervisor. The log must show PSCI
 /// 1.1, every CPU started at the expected level, all CPUs online after the loops and
 /// `reboot: Power down`, and QEMU must exit 0.
-pub fn linux_boot_test() -> Result<(), String> {
+pub fn linux_boot_test() -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
         format!(
@@ -359,7 +366,7 @@ const IOMMU_MARKERS: [&str; 5] = [
 /// a machine with `iommu=smmuv3` and a virtio-rng-pci device; the hypervisor owns the SMMU and hides
 /// it, Linux drives the PCIe bus without IOMMU (and with INTx), and reads 64 bytes from the device,
 /// whose DMA goes through the hypervisor's IO page table.
-pub fn linux_iommu_test() -> Result<(), String> {
+pub fn linux_iommu_test() -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
         format!(
@@ -435,12 +442,12 @@ fn problems(status: Option<i32>, timeout: Duration, log: &str, level: Level) -> 
         }
     }
     if let Err(problem) = linux::check_linux_boot_log(log, TEST_CPUS) {
-        problems.push(problem);
+        problems.push(problem.to_string());
     }
     problems
 }
 
-fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(), String> {
+fn boot_test(kernel: &linux::Kernel, initramfs: &Path, level: Level) -> Result<(), XtaskError> {
     let boot = LinuxBoot {
         kernel: &kernel.image,
         initrd: Some(initramfs),

@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test the project has, in the order that fails fastest.
 
+use crate::error::XtaskError;
 use crate::setup;
 use clap::Args;
 
@@ -12,7 +13,7 @@ pub struct TestArgs {
 }
 
 /// Runs the whole suite.
-pub fn run(args: &TestArgs) -> Result<(), String> {
+pub fn run(args: &TestArgs) -> Result<(), XtaskError> {
     setup::ensure_tools()?;
     if !args.no_lint {
         setup::run("cargo", &["fmt", "--all", "--", "--check"])?;
@@ -41,7 +42,7 @@ pub fn run(args: &TestArgs) -> Result<(), String> {
 const REPORTING_CRATES: &[&str] = &["mem-protect"];
 
 /// The host tests of every library crate and of the tooling (the workspace's default members).
-pub fn run_host_tests(extra: &[&str]) -> Result<(), String> {
+pub fn run_host_tests(extra: &[&str]) -> Result<(), XtaskError> {
     let packages = host_packages()?;
     let mut quiet = vec!["test", "--release"];
     for name in packages
@@ -63,7 +64,7 @@ pub fn run_host_tests(extra: &[&str]) -> Result<(), String> {
 
 /// Clippy over the bare-metal crates (the workspace members that are not default members), for the
 /// firmware target.
-fn lint_firmware() -> Result<(), String> {
+fn lint_firmware() -> Result<(), XtaskError> {
     crate::firmware::ensure_target()?;
     let mut args = vec![
         "clippy",
@@ -80,17 +81,18 @@ fn lint_firmware() -> Result<(), String> {
 }
 
 /// Clippy over the Linux-side programs (`linux/pvm`), for their musl target.
-fn lint_linux_side() -> Result<(), String> {
+fn lint_linux_side() -> Result<(), XtaskError> {
     let mut command = crate::linux::pvm::cargo("clippy")?;
     let status = command
         .args(["--", "-D", "warnings"])
         .status()
-        .map_err(|error| format!("cannot run cargo clippy: {error}"))?;
+        .map_err(|error| XtaskError::spawn("cargo clippy", error))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "clippy of the Linux-side programs failed ({status})"
+        Err(XtaskError::failed(
+            "cargo clippy (the Linux-side programs)",
+            status,
         ))
     }
 }
@@ -105,25 +107,26 @@ enum Members {
 }
 
 /// The names of the workspace's default members (the host-testable crates), from `cargo metadata`.
-fn host_packages() -> Result<Vec<String>, String> {
+fn host_packages() -> Result<Vec<String>, XtaskError> {
     workspace_packages(Members::Host)
 }
 
 /// Package names of one kind of workspace member, from `cargo metadata`.
-fn workspace_packages(members: Members) -> Result<Vec<String>, String> {
+fn workspace_packages(members: Members) -> Result<Vec<String>, XtaskError> {
     let output = std::process::Command::new("cargo")
         .args(["metadata", "--no-deps", "--format-version", "1"])
         .output()
-        .map_err(|error| format!("cannot run cargo metadata: {error}"))?;
+        .map_err(|error| XtaskError::spawn("cargo metadata", error))?;
     if !output.status.success() {
-        return Err(format!("cargo metadata failed ({})", output.status));
+        return Err(XtaskError::failed("cargo metadata", output.status));
     }
-    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
-        .map_err(|error| format!("cargo metadata printed bad JSON: {error}"))?;
-    let ids = |key: &str| -> Result<Vec<String>, String> {
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|error| {
+        XtaskError::Unexpected(format!("cargo metadata printed bad JSON: {error}"))
+    })?;
+    let ids = |key: &str| -> Result<Vec<String>, XtaskError> {
         Ok(metadata[key]
             .as_array()
-            .ok_or_else(|| format!("cargo metadata has no {key}"))?
+            .ok_or_else(|| XtaskError::Unexpected(format!("cargo metadata has no {key}")))?
             .iter()
             .filter_map(serde_json::Value::as_str)
             .map(str::to_owned)
@@ -138,7 +141,7 @@ fn workspace_packages(members: Members) -> Result<Vec<String>, String> {
     };
     let packages = metadata["packages"]
         .as_array()
-        .ok_or("cargo metadata has no packages")?;
+        .ok_or_else(|| XtaskError::Unexpected("cargo metadata has no packages".into()))?;
     Ok(packages
         .iter()
         .filter(|package| package["id"].as_str().is_some_and(wanted))

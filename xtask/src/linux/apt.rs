@@ -7,6 +7,7 @@
 //! tampered list or package is refused exactly as the system's apt would refuse it.
 
 use super::process::{output, path_text, run_quietly, version_newer};
+use crate::error::XtaskError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -56,17 +57,18 @@ pub struct PrivateApt {
 
 impl PrivateApt {
     /// Prepares the directory tree and the sources list; touches nothing outside `root`.
-    pub fn new(root: &Path) -> Result<Self, String> {
+    pub fn new(root: &Path) -> Result<Self, XtaskError> {
         if !Path::new(KEYRING).is_file() {
-            return Err(format!(
-                "{KEYRING} is missing: install Debian's archive keyring \
-                 (`apt-get install debian-archive-keyring`) so that the arm64 packages can be verified"
-            ));
+            return Err(XtaskError::MissingTool {
+                tool: "Debian's archive keyring",
+                install: format!(
+                    "apt-get install debian-archive-keyring (it provides {KEYRING}, which verifies the arm64 packages)"
+                ),
+            });
         }
         for dir in ["lists/partial", "cache/archives/partial", "etc"] {
             let path = root.join(dir);
-            fs::create_dir_all(&path)
-                .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+            fs::create_dir_all(&path).map_err(|error| XtaskError::file("create", &path, error))?;
         }
         let mirror = std::env::var("PKVM_DEBIAN_MIRROR").unwrap_or_else(|_| DEFAULT_MIRROR.into());
         let sources: String = Suite::ALL
@@ -80,8 +82,7 @@ impl PrivateApt {
             .collect();
         let write = |name: &str, contents: &str| {
             let path = root.join(name);
-            fs::write(&path, contents)
-                .map_err(|error| format!("cannot write {}: {error}", path.display()))
+            fs::write(&path, contents).map_err(|error| XtaskError::file("write", &path, error))
         };
         write("etc/sources.list", &sources)?;
         // An empty dpkg status: apt must not weigh what this machine has installed.
@@ -92,7 +93,7 @@ impl PrivateApt {
     }
 
     /// The `-o` options that make `apt-get`/`apt-cache` use only this tree, for arm64 only.
-    fn options(&self) -> Result<Vec<String>, String> {
+    fn options(&self) -> Result<Vec<String>, XtaskError> {
         let path = |name: &str| path_text(&self.root.join(name));
         let settings = [
             ("Dir::Etc::SourceList", path("etc/sources.list")?),
@@ -127,16 +128,17 @@ impl PrivateApt {
     }
 
     /// `apt-get update` of the private lists (about 20 MB for the three suites).
-    pub fn update(&self) -> Result<(), String> {
+    pub fn update(&self) -> Result<(), XtaskError> {
         eprintln!("xtask: fetching Debian's arm64 package lists into a private apt directory");
         let mut args = self.options()?;
         args.push("update".into());
-        run_quietly("apt-get", &args, None)
-            .map_err(|error| format!("cannot reach Debian's arm64 archive: {error}"))
+        run_quietly("apt-get", &args, None).map_err(|error| {
+            XtaskError::Unexpected(format!("cannot reach Debian's arm64 archive: {error}"))
+        })
     }
 
     /// Fetches the lists when there are none yet.
-    pub fn ensure_lists(&self) -> Result<(), String> {
+    pub fn ensure_lists(&self) -> Result<(), XtaskError> {
         if self.has_lists() {
             Ok(())
         } else {
@@ -145,7 +147,7 @@ impl PrivateApt {
     }
 
     /// Every version of `package` the lists offer.
-    pub fn versions(&self, package: &str) -> Result<Vec<Available>, String> {
+    pub fn versions(&self, package: &str) -> Result<Vec<Available>, XtaskError> {
         let mut args = self.options()?;
         args.extend(["madison".to_string(), package.to_string()]);
         Ok(parse_madison(&output("apt-cache", &args)?))
@@ -153,7 +155,7 @@ impl PrivateApt {
 
     /// The newest version of `package` in any of `suites`, refreshing the lists once when none is
     /// found (they may predate the package).
-    pub fn newest(&self, package: &str, suites: &[Suite]) -> Result<Available, String> {
+    pub fn newest(&self, package: &str, suites: &[Suite]) -> Result<Available, XtaskError> {
         self.ensure_lists()?;
         let mut found = self.newest_listed(package, suites)?;
         if found.is_none() {
@@ -162,14 +164,18 @@ impl PrivateApt {
         }
         found.ok_or_else(|| {
             let names: Vec<&str> = suites.iter().map(|suite| suite.name()).collect();
-            format!(
+            XtaskError::Unexpected(format!(
                 "Debian's arm64 archive has no {package} in {}",
                 names.join(", ")
-            )
+            ))
         })
     }
 
-    fn newest_listed(&self, package: &str, suites: &[Suite]) -> Result<Option<Available>, String> {
+    fn newest_listed(
+        &self,
+        package: &str,
+        suites: &[Suite],
+    ) -> Result<Option<Available>, XtaskError> {
         let mut newest: Option<Available> = None;
         for available in self.versions(package)? {
             if !suites.contains(&available.suite) {
@@ -187,18 +193,23 @@ impl PrivateApt {
     }
 
     /// Field `field` of `package` at `version` (`apt-cache show PACKAGE=VERSION`).
-    pub fn field(&self, package: &str, version: &str, field: &str) -> Result<String, String> {
+    pub fn field(&self, package: &str, version: &str, field: &str) -> Result<String, XtaskError> {
         let mut args = self.options()?;
         args.extend(["show".to_string(), format!("{package}={version}")]);
         let text = output("apt-cache", &args)?;
-        control_field(&text, field)
-            .ok_or_else(|| format!("{package} {version} has no {field} field"))
+        control_field(&text, field).ok_or_else(|| {
+            XtaskError::Unexpected(format!("{package} {version} has no {field} field"))
+        })
     }
 
     /// Downloads `package` at `version` into `dir` and returns the `.deb`.
-    pub fn download(&self, package: &str, version: &str, dir: &Path) -> Result<PathBuf, String> {
-        fs::create_dir_all(dir)
-            .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    pub fn download(
+        &self,
+        package: &str,
+        version: &str,
+        dir: &Path,
+    ) -> Result<PathBuf, XtaskError> {
+        fs::create_dir_all(dir).map_err(|error| XtaskError::file("create", dir, error))?;
         let file_name = deb_file_name(package, version);
         let deb = dir.join(&file_name);
         if deb.is_file() {
@@ -211,10 +222,10 @@ impl PrivateApt {
         if deb.is_file() {
             Ok(deb)
         } else {
-            Err(format!(
+            Err(XtaskError::Unexpected(format!(
                 "apt-get download wrote no {file_name} in {}",
                 dir.display()
-            ))
+            )))
         }
     }
 }

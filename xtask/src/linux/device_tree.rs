@@ -1,6 +1,7 @@
 //! The device tree a Linux boot on the monitor gets: QEMU's own tree for the machine, with the
 //! command line and the initramfs range in `/chosen`.
 
+use crate::error::XtaskError;
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -34,50 +35,53 @@ pub fn boot_device_tree(
     bootargs: &str,
     initrd: Option<device_tree::MemoryRange>,
     deterministic: bool,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, XtaskError> {
     let dir = cache_dir();
-    fs::create_dir_all(&dir)
-        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(|error| XtaskError::file("create", &dir, error))?;
     let dumped = dir.join(format!("qemu-{}.dtb", std::process::id()));
-    let dump_option = format!("dumpdtb={}", dumped.to_str().ok_or("non-UTF-8 path")?);
+    let dump_option = format!(
+        "dumpdtb={}",
+        dumped
+            .to_str()
+            .ok_or_else(|| XtaskError::Unexpected("non-UTF-8 path".into()))?
+    );
     let mut args: Vec<&str> = qemu_args.iter().map(String::as_str).collect();
     args.extend_from_slice(&["-machine", &dump_option]);
     let result = Command::new("qemu-system-aarch64")
         .args(&args)
         .output()
-        .map_err(|error| format!("cannot run qemu-system-aarch64: {error}"))?;
+        .map_err(|error| XtaskError::spawn("qemu-system-aarch64", error))?;
     if !result.status.success() {
-        return Err(format!(
+        return Err(XtaskError::Check(format!(
             "qemu-system-aarch64 could not dump its device tree ({}):\n{}",
             result.status,
             String::from_utf8_lossy(&result.stderr).trim()
-        ));
+        )));
     }
-    let mut buffer =
-        fs::read(&dumped).map_err(|error| format!("cannot read {}: {error}", dumped.display()))?;
+    let mut buffer = fs::read(&dumped).map_err(|error| XtaskError::file("read", &dumped, error))?;
     let _ = fs::remove_file(&dumped);
     buffer.resize(buffer.len() + bootargs.len() + 4096, 0);
     let mut editor = device_tree::DeviceTreeEditor::new(&mut buffer)
-        .map_err(|error| format!("QEMU's device tree: {error}"))?;
+        .map_err(|error| XtaskError::Unexpected(format!("QEMU's device tree: {error}")))?;
     editor
         .set_bootargs(bootargs)
-        .map_err(|error| format!("cannot set bootargs: {error}"))?;
+        .map_err(|error| XtaskError::Unexpected(format!("cannot set bootargs: {error}")))?;
     if let Some(initrd) = initrd {
         editor
             .set_initrd(initrd)
-            .map_err(|error| format!("cannot set the initrd: {error}"))?;
+            .map_err(|error| XtaskError::Unexpected(format!("cannot set the initrd: {error}")))?;
     }
     if deterministic {
         for seed in ["rng-seed", "kaslr-seed"] {
-            editor
-                .remove_property("/chosen", seed)
-                .map_err(|error| format!("cannot remove /chosen/{seed}: {error}"))?;
+            editor.remove_property("/chosen", seed).map_err(|error| {
+                XtaskError::Unexpected(format!("cannot remove /chosen/{seed}: {error}"))
+            })?;
         }
     }
     // QEMU's tree reserves 1 MiB; packed, it stays far below the kernel at KERNEL_ADDRESS.
     editor
         .pack()
-        .map_err(|error| format!("cannot pack the device tree: {error}"))?;
+        .map_err(|error| XtaskError::Unexpected(format!("cannot pack the device tree: {error}")))?;
     // Named after the inputs (QEMU's random seeds in the tree change on every dump).
     let mut hasher = DefaultHasher::new();
     (
@@ -88,8 +92,7 @@ pub fn boot_device_tree(
     )
         .hash(&mut hasher);
     let path = dir.join(format!("boot-{:016x}.dtb", hasher.finish()));
-    fs::write(&path, editor.blob())
-        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    fs::write(&path, editor.blob()).map_err(|error| XtaskError::file("write", &path, error))?;
     Ok(path)
 }
 

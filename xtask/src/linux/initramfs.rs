@@ -4,6 +4,7 @@
 use super::apt::{PrivateApt, Suite};
 use super::cpio::CpioWriter;
 use super::process::{path_text, run_quietly};
+use crate::error::XtaskError;
 use std::collections::hash_map::DefaultHasher;
 use std::fs;
 use std::hash::{Hash, Hasher};
@@ -21,7 +22,7 @@ const BUSYBOX_APPLETS: &[&str] = &[
 ];
 
 /// Downloads (once) Debian's static arm64 busybox and returns its path.
-pub fn ensure_busybox() -> Result<PathBuf, String> {
+pub fn ensure_busybox() -> Result<PathBuf, XtaskError> {
     let dir = super::cache_dir();
     let root = dir.join("busybox-root");
     let busybox = root.join("bin").join("busybox");
@@ -32,18 +33,19 @@ pub fn ensure_busybox() -> Result<PathBuf, String> {
     let available = apt.newest(BUSYBOX_PACKAGE, &[Suite::Bookworm])?;
     let deb = apt.download(BUSYBOX_PACKAGE, &available.version, &dir.join("debs"))?;
     if root.exists() {
-        fs::remove_dir_all(&root)
-            .map_err(|error| format!("cannot clear {}: {error}", root.display()))?;
+        fs::remove_dir_all(&root).map_err(|error| XtaskError::file("clear", &root, error))?;
     }
-    fs::create_dir_all(&root)
-        .map_err(|error| format!("cannot create {}: {error}", root.display()))?;
+    fs::create_dir_all(&root).map_err(|error| XtaskError::file("create", &root, error))?;
     run_quietly(
         "dpkg-deb",
         &["-x".to_string(), path_text(&deb)?, path_text(&root)?],
         None,
     )?;
     if !busybox.is_file() {
-        return Err(format!("{} has no bin/busybox", deb.display()));
+        return Err(XtaskError::Unexpected(format!(
+            "{} has no bin/busybox",
+            deb.display()
+        )));
     }
     Ok(busybox)
 }
@@ -60,10 +62,10 @@ pub struct ExtraFile {
 /// `/dev/console`, empty `/proc`, `/sys`, `/tmp`, the `extra` files (executable) and `init_script` as
 /// `/init`. Returns its path in the cache; the file name carries a hash of the contents, so different
 /// scripts do not overwrite each other.
-pub fn build_initramfs(init_script: &str, extra: &[ExtraFile]) -> Result<PathBuf, String> {
+pub fn build_initramfs(init_script: &str, extra: &[ExtraFile]) -> Result<PathBuf, XtaskError> {
     let busybox_path = ensure_busybox()?;
-    let busybox = fs::read(&busybox_path)
-        .map_err(|error| format!("cannot read {}: {error}", busybox_path.display()))?;
+    let busybox =
+        fs::read(&busybox_path).map_err(|error| XtaskError::file("read", &busybox_path, error))?;
     let mut archive = CpioWriter::default();
     for dir in [
         "bin", "sbin", "dev", "proc", "sys", "tmp", "etc", "usr", "usr/bin", "usr/sbin", "lib",
@@ -88,11 +90,10 @@ pub fn build_initramfs(init_script: &str, extra: &[ExtraFile]) -> Result<PathBuf
     }
     let temporary = path.with_extension(format!("cpio.{}.partial", std::process::id()));
     let mut file = fs::File::create(&temporary)
-        .map_err(|error| format!("cannot create {}: {error}", temporary.display()))?;
+        .map_err(|error| XtaskError::file("create", &temporary, error))?;
     file.write_all(&bytes)
-        .map_err(|error| format!("cannot write {}: {error}", temporary.display()))?;
-    fs::rename(&temporary, &path)
-        .map_err(|error| format!("cannot rename to {}: {error}", path.display()))?;
+        .map_err(|error| XtaskError::file("write", &temporary, error))?;
+    fs::rename(&temporary, &path).map_err(|error| XtaskError::file("rename to", &path, error))?;
     Ok(path)
 }
 

@@ -16,6 +16,7 @@
 
 use super::apt::{Available, PrivateApt, Suite, dependency_names};
 use super::process::{path_text, run_quietly};
+use crate::error::XtaskError;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -81,7 +82,7 @@ pub struct Kernel {
 }
 
 /// Fetches (once) and returns the kernel of `kind`.
-pub fn kernel(kind: KernelKind) -> Result<Kernel, String> {
+pub fn kernel(kind: KernelKind) -> Result<Kernel, XtaskError> {
     let dir = super::cache_dir().join(kind.directory());
     let image = dir.join("Image");
     let config = dir.join("config");
@@ -105,16 +106,17 @@ pub fn kernel(kind: KernelKind) -> Result<Kernel, String> {
     let apt = PrivateApt::new(&super::apt_dir())?;
     let Available { version, suite } = apt.newest(kind.metapackage(), kind.suites())?;
     if kind == KernelKind::Pkvm {
-        let found = upstream_version(&version)
-            .ok_or_else(|| format!("cannot read a Linux version from {version}"))?;
+        let found = upstream_version(&version).ok_or_else(|| {
+            XtaskError::Unexpected(format!("cannot read a Linux version from {version}"))
+        })?;
         if found < PKVM_MINIMUM_VERSION {
-            return Err(format!(
+            return Err(XtaskError::Unexpected(format!(
                 "the newest {} in {} is {version}; stock pKVM with the erratum call needs Linux {}.{} or later",
                 kind.metapackage(),
                 suite.name(),
                 PKVM_MINIMUM_VERSION.0,
                 PKVM_MINIMUM_VERSION.1
-            ));
+            )));
         }
     }
     let image_package = versioned_dependency(&apt, kind.metapackage(), &version, "linux-image-")?;
@@ -132,11 +134,9 @@ pub fn kernel(kind: KernelKind) -> Result<Kernel, String> {
     let debs = super::cache_dir().join("debs");
     let root = dir.join("root");
     if root.exists() {
-        fs::remove_dir_all(&root)
-            .map_err(|error| format!("cannot clear {}: {error}", root.display()))?;
+        fs::remove_dir_all(&root).map_err(|error| XtaskError::file("clear", &root, error))?;
     }
-    fs::create_dir_all(&root)
-        .map_err(|error| format!("cannot create {}: {error}", root.display()))?;
+    fs::create_dir_all(&root).map_err(|error| XtaskError::file("create", &root, error))?;
     for package in &packages {
         let deb = apt.download(package, &version, &debs)?;
         extract(&deb, &root)?;
@@ -144,33 +144,30 @@ pub fn kernel(kind: KernelKind) -> Result<Kernel, String> {
     let vmlinuz = find_file(&root, "vmlinuz")?;
     let found_config = find_file(&root, "config")?;
     let config_text = fs::read_to_string(&found_config)
-        .map_err(|error| format!("cannot read {}: {error}", found_config.display()))?;
+        .map_err(|error| XtaskError::file("read", &found_config, error))?;
     for line in kind.required_config() {
         if !config_text
             .lines()
             .any(|candidate| candidate.trim() == *line)
         {
-            return Err(format!(
+            return Err(XtaskError::Unexpected(format!(
                 "{image_package} {version} ({}) is not built with {line}: it cannot run stock pKVM \
                  with the erratum 4193714 firmware call",
                 suite.name()
-            ));
+            )));
         }
     }
-    fs::create_dir_all(&dir)
-        .map_err(|error| format!("cannot create {}: {error}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(|error| XtaskError::file("create", &dir, error))?;
     write_image(&vmlinuz, &image)?;
-    fs::write(&config, &config_text)
-        .map_err(|error| format!("cannot write {}: {error}", config.display()))?;
-    fs::remove_dir_all(&root)
-        .map_err(|error| format!("cannot remove {}: {error}", root.display()))?;
+    fs::write(&config, &config_text).map_err(|error| XtaskError::file("write", &config, error))?;
+    fs::remove_dir_all(&root).map_err(|error| XtaskError::file("remove", &root, error))?;
     let package = packages
         .iter()
         .find(|name| name.starts_with("linux-binary-"))
         .unwrap_or(&image_package)
         .clone();
     fs::write(&stamp, format!("{package} {version} {}\n", suite.name()))
-        .map_err(|error| format!("cannot write {}: {error}", stamp.display()))?;
+        .map_err(|error| XtaskError::file("write", &stamp, error))?;
     Ok(Kernel {
         image,
         config,
@@ -186,12 +183,16 @@ fn versioned_dependency(
     package: &str,
     version: &str,
     prefix: &str,
-) -> Result<String, String> {
+) -> Result<String, XtaskError> {
     let depends = apt.field(package, version, "Depends")?;
     dependency_names(&depends)
         .into_iter()
         .find(|name| name.starts_with(prefix) && name.ends_with("-arm64"))
-        .ok_or_else(|| format!("{package} {version} depends on no {prefix}*-arm64: {depends}"))
+        .ok_or_else(|| {
+            XtaskError::Unexpected(format!(
+                "{package} {version} depends on no {prefix}*-arm64: {depends}"
+            ))
+        })
 }
 
 /// Linux's major and minor version from a Debian package version (`1:7.3.4-1~bpo13+1` → (7, 3)).
@@ -203,7 +204,7 @@ pub fn upstream_version(version: &str) -> Option<(u32, u32)> {
     Some((numbers.next()?.ok()?, numbers.next()?.ok()?))
 }
 
-pub(super) fn extract(deb: &Path, root: &Path) -> Result<(), String> {
+pub(super) fn extract(deb: &Path, root: &Path) -> Result<(), XtaskError> {
     run_quietly(
         "dpkg-deb",
         &["-x".to_string(), path_text(deb)?, path_text(root)?],
@@ -212,7 +213,7 @@ pub(super) fn extract(deb: &Path, root: &Path) -> Result<(), String> {
 }
 
 /// The kernel's `name` file: `usr/lib/modules/*/name` (Debian ≥ 6.19) or `boot/name-*` (before).
-fn find_file(root: &Path, name: &str) -> Result<PathBuf, String> {
+fn find_file(root: &Path, name: &str) -> Result<PathBuf, XtaskError> {
     let modules = root.join("usr/lib/modules");
     if let Ok(entries) = fs::read_dir(&modules) {
         for entry in entries.flatten() {
@@ -231,29 +232,27 @@ fn find_file(root: &Path, name: &str) -> Result<PathBuf, String> {
             }
         }
     }
-    Err(format!(
+    Err(XtaskError::Unexpected(format!(
         "the kernel packages hold no {name} (looked in {} and {})",
         modules.display(),
         boot.display()
-    ))
+    )))
 }
 
 /// Writes the raw arm64 `Image` from Debian's `vmlinuz`: Debian's arm64 packages ship the raw
 /// `Image` (an EFI-stub PE file, bootable as is); a gzip-compressed one is decompressed. Either way
 /// the arm64 image header's magic (`ARM\x64` at offset 56) is checked.
-fn write_image(vmlinuz: &Path, image: &Path) -> Result<(), String> {
-    let contents =
-        fs::read(vmlinuz).map_err(|error| format!("cannot read {}: {error}", vmlinuz.display()))?;
+fn write_image(vmlinuz: &Path, image: &Path) -> Result<(), XtaskError> {
+    let contents = fs::read(vmlinuz).map_err(|error| XtaskError::file("read", vmlinuz, error))?;
     let raw = if contents.starts_with(&[0x1f, 0x8b]) {
         let decompressed = Command::new("gzip")
             .args(["-dc", &path_text(vmlinuz)?])
             .output()
-            .map_err(|error| format!("cannot run gzip: {error}"))?;
+            .map_err(|error| XtaskError::spawn("gzip", error))?;
         if !decompressed.status.success() {
-            return Err(format!(
-                "gzip -dc {} failed ({})",
-                vmlinuz.display(),
-                decompressed.status
+            return Err(XtaskError::failed(
+                format!("gzip -dc {}", vmlinuz.display()),
+                decompressed.status,
             ));
         }
         decompressed.stdout
@@ -261,12 +260,12 @@ fn write_image(vmlinuz: &Path, image: &Path) -> Result<(), String> {
         contents
     };
     if raw.get(56..60) != Some(b"ARM\x64") {
-        return Err(format!(
+        return Err(XtaskError::Unexpected(format!(
             "{} is neither an arm64 Image nor a gzip-compressed one (an EFI zboot image is not handled)",
             vmlinuz.display()
-        ));
+        )));
     }
-    fs::write(image, &raw).map_err(|error| format!("cannot write {}: {error}", image.display()))
+    fs::write(image, &raw).map_err(|error| XtaskError::file("write", image, error))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 //! | `process.rs` | running the Debian tools with their output captured |
 //! | `virtio_rng.rs` | the SMMU boot test's modules and `/init` |
 
+use crate::error::XtaskError;
 mod apt;
 mod boot_log;
 mod cpio;
@@ -50,7 +51,7 @@ fn workspace_root() -> PathBuf {
 
 /// `cargo xtask fetch-linux`: fetches and caches both kernels and busybox, builds the hotplug test's
 /// initramfs, and prints what it got and where.
-pub fn fetch_linux() -> Result<(), String> {
+pub fn fetch_linux() -> Result<(), XtaskError> {
     let bookworm = kernel(KernelKind::Bookworm)?;
     let pkvm = kernel(KernelKind::Pkvm)?;
     let busybox = initramfs::ensure_busybox()?;

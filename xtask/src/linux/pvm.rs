@@ -8,6 +8,7 @@
 //! would also pick up.
 
 use super::initramfs::ExtraFile;
+use crate::error::XtaskError;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -27,13 +28,13 @@ const RUSTFLAGS: [&str; 4] = [
 ];
 
 /// Adds the musl target through rustup when it is missing.
-pub fn ensure_target() -> Result<(), String> {
+pub fn ensure_target() -> Result<(), XtaskError> {
     crate::setup::ensure_rust_target(LINUX_TARGET)
 }
 
 /// A cargo command for the Linux-side crate (`build` or `clippy`), with the static-build flags
 /// and its own target directory.
-pub fn cargo(subcommand: &str) -> Result<Command, String> {
+pub fn cargo(subcommand: &str) -> Result<Command, XtaskError> {
     ensure_target()?;
     let root = super::workspace_root();
     let mut command = Command::new(env!("CARGO"));
@@ -56,15 +57,16 @@ pub fn cargo(subcommand: &str) -> Result<Command, String> {
 }
 
 /// Builds the programs and returns them as initramfs entries (`bin/<name>`).
-pub fn build() -> Result<Vec<ExtraFile>, String> {
+pub fn build() -> Result<Vec<ExtraFile>, XtaskError> {
     let mut command = cargo("build")?;
     let status = command
         .arg("--quiet")
         .status()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
+        .map_err(|error| XtaskError::spawn("cargo", error))?;
     if !status.success() {
-        return Err(format!(
-            "building {PACKAGE} for {LINUX_TARGET} failed ({status})"
+        return Err(XtaskError::failed(
+            format!("cargo build of {PACKAGE} for {LINUX_TARGET}"),
+            status,
         ));
     }
     let directory: PathBuf = super::workspace_root()
@@ -76,8 +78,8 @@ pub fn build() -> Result<Vec<ExtraFile>, String> {
         .iter()
         .map(|name| {
             let path = directory.join(name);
-            let contents = std::fs::read(&path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+            let contents =
+                std::fs::read(&path).map_err(|error| XtaskError::file("read", &path, error))?;
             Ok(ExtraFile {
                 path: format!("bin/{name}"),
                 contents,

@@ -4,6 +4,7 @@
 
 use super::initramfs::ExtraFile;
 use super::kernel::{Kernel, extract};
+use crate::error::XtaskError;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +20,7 @@ const VIRTIO_RNG_MODULES: &[&str] = &[
 
 /// The virtio-rng-pci modules of `kernel` as `lib/<name>` files for the initramfs; extracted once
 /// from the kernel's package in the cache.
-pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, String> {
+pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, XtaskError> {
     let dir = super::cache_dir();
     // One tree per kernel package: modules only load into the kernel they were built for.
     let root = dir.join(format!("modules-{}", kernel.package));
@@ -33,7 +34,9 @@ pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, String> {
     };
     if release_dir(&root).is_none() {
         let deb = fs::read_dir(dir.join("debs"))
-            .map_err(|error| format!("cannot list the cached packages: {error}"))?
+            .map_err(|error| {
+                XtaskError::Unexpected(format!("cannot list the cached packages: {error}"))
+            })?
             .flatten()
             .map(|entry| entry.path())
             .find(|path| {
@@ -42,10 +45,13 @@ pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, String> {
                         .starts_with(&format!("{}_", kernel.package))
                 })
             })
-            .ok_or_else(|| format!("no cached package of {}", kernel.package))?;
+            .ok_or_else(|| {
+                XtaskError::Unexpected(format!("no cached package of {}", kernel.package))
+            })?;
         extract(&deb, &root)?;
     }
-    let release = release_dir(&root).ok_or("the kernel package has no modules")?;
+    let release = release_dir(&root)
+        .ok_or_else(|| XtaskError::Unexpected("the kernel package has no modules".into()))?;
     VIRTIO_RNG_MODULES
         .iter()
         .map(|module| {
@@ -53,13 +59,13 @@ pub fn virtio_rng_modules(kernel: &Kernel) -> Result<Vec<ExtraFile>, String> {
             let name = path
                 .file_name()
                 .map(|name| format!("lib/{}", name.to_string_lossy()))
-                .ok_or("module without a name")?;
+                .ok_or_else(|| XtaskError::Unexpected("module without a name".into()))?;
             fs::read(&path)
                 .map(|contents| ExtraFile {
                     path: name,
                     contents,
                 })
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))
+                .map_err(|error| XtaskError::file("read", &path, error))
         })
         .collect()
 }

@@ -15,6 +15,7 @@
 //! | `check.rs` | what a run must show for its configuration |
 //! | `summary.rs` | the demo's summary |
 
+use crate::error::XtaskError;
 mod check;
 mod log;
 mod summary;
@@ -94,7 +95,7 @@ pub struct Expectation {
 
 impl Configuration {
     /// The expectation for this configuration.
-    pub fn expectation(&self) -> Result<Expectation, String> {
+    pub fn expectation(&self) -> Result<Expectation, XtaskError> {
         let affected = qemu::parse_cpu_model(&self.cpu)?.affected_in_qemu();
         Ok(Expectation {
             affected,
@@ -127,26 +128,26 @@ impl Configuration {
         )
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), XtaskError> {
         if !(2..=8).contains(&self.cpus) {
-            return Err(format!(
+            return Err(XtaskError::Usage(format!(
                 "the Linux pKVM demo needs 2 to 8 CPUs (one launches, one marks phases), not {}",
                 self.cpus
-            ));
+            )));
         }
         if !(1..=256).contains(&self.memory_mib) {
-            return Err(format!(
+            return Err(XtaskError::Usage(format!(
                 "--memory must be 1 to 256 MiB, not {}",
                 self.memory_mib
-            ));
+            )));
         }
         if let Workload::ProtectedVms { vms } = self.workload
             && !(1..self.cpus).contains(&vms)
         {
-            return Err(format!(
+            return Err(XtaskError::Usage(format!(
                 "{vms} VMs on {} CPUs: each VM needs its own CPU and one CPU marks phases",
                 self.cpus
-            ));
+            )));
         }
         Ok(())
     }
@@ -226,7 +227,7 @@ poweroff -f
 fn run(
     configuration: &Configuration,
     kernel: &linux::Kernel,
-) -> Result<(qemu::Outcome, Observed, Vec<String>), String> {
+) -> Result<(qemu::Outcome, Observed, Vec<String>), XtaskError> {
     configuration.check()?;
     let expected = configuration.expectation()?;
     let programs = match configuration.workload {
@@ -268,7 +269,7 @@ fn run(
     if let Workload::Hotplug { .. } = configuration.workload
         && let Err(problem) = linux::check_linux_boot_log(&outcome.log, configuration.cpus)
     {
-        problems.push(problem);
+        problems.push(problem.to_string());
     }
     Ok((outcome, observed, problems))
 }
@@ -299,7 +300,7 @@ pub fn measure(
     memory_mib: u64,
     poll_idle: bool,
     kernel: &linux::Kernel,
-) -> Result<Measured, String> {
+) -> Result<Measured, XtaskError> {
     let configuration = Configuration {
         cpu: cpu.to_string(),
         cpus: 4,
@@ -316,7 +317,9 @@ pub fn measure(
         .log
         .lines()
         .find_map(|line| line.split("monitor: counter at power-off: ").nth(1))
-        .ok_or_else(|| format!("{}: no counter line", configuration.name()))?;
+        .ok_or_else(|| {
+            XtaskError::Unexpected(format!("{}: no counter line", configuration.name()))
+        })?;
     let ticks = u128::from(number_after(counter, "").unwrap_or(0));
     let frequency = u128::from(number_after(counter, "ticks at ").unwrap_or(0)).max(1);
     let missing = || format!("{}: the log lacks the phase marks", configuration.name());
@@ -325,7 +328,12 @@ pub fn measure(
         .lines()
         .find_map(|line| line.split("monitor: time inside erratum calls: ").nth(1))
         .and_then(|text| number_after(text, ""))
-        .ok_or_else(|| format!("{}: no time inside the calls", configuration.name()))?;
+        .ok_or_else(|| {
+            XtaskError::Unexpected(format!(
+                "{}: no time inside the calls",
+                configuration.name()
+            ))
+        })?;
     Ok(Measured {
         instructions: u64::try_from(ticks * 1_000_000_000 / frequency).unwrap_or(u64::MAX),
         calls: observed.total.ok_or_else(missing)?,
@@ -355,7 +363,7 @@ fn interesting(line: &str) -> bool {
 }
 
 /// `cargo xtask demo --linux`.
-pub fn demo(args: &DemoArgs) -> Result<(), String> {
+pub fn demo(args: &DemoArgs) -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let configuration = Configuration {
         cpu: args.cpu.clone(),
@@ -404,17 +412,17 @@ pub fn demo(args: &DemoArgs) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(format!(
+        Err(XtaskError::Check(format!(
             "the Linux pKVM demo failed {}",
             qemu::log_hint(&outcome.log_path)
-        ))
+        )))
     }
 }
 
 /// The stock-pKVM tests of `cargo xtask test` (in `cargo xtask test-linux`): the demo on affected
 /// CPUs, the refusal with firmware lacking the fix, no calls on a fixed revision, CPU hotplug under
 /// pKVM, and two protected VMs at once (two real callers of the rendezvous at the same time).
-pub fn run_tests() -> Result<(), String> {
+pub fn run_tests() -> Result<(), XtaskError> {
     let kernel = linux::kernel(KernelKind::Pkvm).map_err(|error| {
         format!("the Linux pKVM tests need Debian's Linux >= 7.1 for arm64: {error}")
     })?;
