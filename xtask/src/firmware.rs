@@ -201,6 +201,8 @@ impl std::fmt::Display for ElfError {
     }
 }
 
+impl std::error::Error for ElfError {}
+
 fn read_u16(bytes: &[u8], offset: usize) -> Result<u16, ElfError> {
     let field = bytes.get(offset..offset + 2).ok_or(ElfError::Truncated)?;
     Ok(u16::from_le_bytes([field[0], field[1]]))

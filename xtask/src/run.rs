@@ -145,6 +145,8 @@ impl std::fmt::Display for KernelError {
     }
 }
 
+impl std::error::Error for KernelError {}
+
 /// Checks the first bytes of a kernel file (`file_size` bytes in all) loaded at `load_address`.
 pub fn check_kernel_header(
     header: &[u8],

@@ -311,6 +311,23 @@ pub enum MapError {
     ClusterTooLarge,
 }
 
+impl core::fmt::Display for MapError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            Self::HypervisorNotAtEntry => "the hypervisor does not start at the Non-secure entry point",
+            Self::OutsideDram => "the device tree, test parameters, hypervisor or host entry lie outside the mapped DRAM",
+            Self::DeviceTreeOverlaps => "the device tree's room reaches the test parameters or the Non-secure entry",
+            Self::InsideHypervisor => "the host entry, guest image or donated memory lie inside the hypervisor's memory",
+            Self::ForbiddenOverlapsDram => "a forbidden range overlaps DRAM",
+            Self::NotForbidden => "Secure memory, the power control or the SMMU is not forbidden to the host",
+            Self::OutsideDevices => "the GIC, the UART or the power control lies outside the device window",
+            Self::ClusterTooLarge => "a cluster holds more CPUs than one SGI target list can name",
+        })
+    }
+}
+
+impl core::error::Error for MapError {}
+
 /// Whether `region` lies inside one of `ranges`.
 const fn inside_one_of(region: &Region, ranges: &[Range<u64>]) -> bool {
     let mut index = 0;
