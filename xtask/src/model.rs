@@ -44,20 +44,19 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
     }
     if cfg!(debug_assertions) && !args.optimised {
         // State-space search wants an optimised build; xtask itself is built without.
-        let mut forwarded = vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
-        forwarded.extend(["model", "--optimised"]);
+        let mut forwarded: Vec<String> =
+            ["run", "--quiet", "--release", "--package", "xtask", "--"]
+                .map(String::from)
+                .to_vec();
+        forwarded.extend(["model", "--optimised"].map(String::from));
         if let Some(only) = &args.only {
-            forwarded.extend(["--only", only.as_str()]);
+            // One argument, so that a filter starting with `-` is not taken for an option.
+            forwarded.push(format!("--only={only}"));
         }
         if args.all_traces {
-            forwarded.push("--all-traces");
+            forwarded.push("--all-traces".into());
         }
-        if args.mutants {
-            forwarded.push("--mutants");
-        }
-        if args.loom {
-            forwarded.push("--loom");
-        }
+        let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
         return setup::run("cargo", &forwarded);
     }
     let output_dir = target_dir().join("model");

@@ -35,7 +35,9 @@ use mem_protect::{ErratumMitigation, HOST_VMID, PAGE_SIZE, ProtectionEvent};
 use stage2::TlbEvent;
 
 use crate::explorer::Model;
-use crate::recording::{HostMapping, HypervisorStep, MODEL_PAGES, PageView, RecordedTransition};
+use crate::recording::{
+    HostMapping, HypervisorStep, Layout, MODEL_PAGES, PageView, RecordedTransition,
+};
 
 /// Most CPUs the model holds.
 pub const MAX_CPUS: usize = 4;
@@ -94,6 +96,8 @@ pub struct ErratumConfig {
     pub properties: Properties,
     /// Whether the firmware call may fail (time out) instead of succeeding (EL3 rendezvous).
     pub failures: bool,
+    /// Where the model pages sit in the host's stage-2 (which recording is replayed).
+    pub layout: Layout,
 }
 
 /// Which safety properties are checked.

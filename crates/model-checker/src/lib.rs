@@ -90,7 +90,7 @@ use crate::erratum::{
     CpuKind, ErratumConfig, ErratumModel, Properties, SyncMechanism, TimeoutPolicy, mitigation_for,
 };
 use crate::explorer::{Exploration, Limits, Verdict, explore, random_walks};
-use crate::recording::{RecordingError, Transition, record};
+use crate::recording::{Layout, RecordingError, Transition, record_layout};
 use crate::reference::ReferenceProtocol;
 use crate::rendezvous_model::{OwnProtocol, RendezvousConfig, RendezvousModel};
 
@@ -142,6 +142,14 @@ pub enum Subject {
     },
     /// The rendezvous crate's roles.
     OwnRendezvous(RendezvousConfig),
+    /// The rendezvous crate's roles on a machine of [`SPREAD_CPU_COUNT`] CPU numbers of which the
+    /// model's CPUs are `ids` (the others never booted): CPU sets of two 64-bit words.
+    SpreadRendezvous {
+        /// The bounds, per model CPU.
+        config: RendezvousConfig,
+        /// The CPU number of each model CPU.
+        ids: [usize; rendezvous_model::MAX_CPUS],
+    },
     /// TF-A's protocol as described.
     ReferenceRendezvous(RendezvousConfig),
 }
@@ -180,12 +188,17 @@ pub fn run(scenario: &Scenario, limits: Limits) -> Result<ScenarioResult, Record
             call_made,
             config,
         } => {
-            let recording = record(*transition, mitigation_for(*call_made))?;
+            let recording = record_layout(*transition, config.layout, mitigation_for(*call_made))?;
             let model = ErratumModel::new(recording, *config);
             search(&model, scenario, limits)
         }
         Subject::OwnRendezvous(config) => {
-            let model = RendezvousModel::new(OwnProtocol, config.clone());
+            let model = RendezvousModel::new(OwnProtocol::DENSE, config.clone());
+            search(&model, scenario, limits)
+        }
+        Subject::SpreadRendezvous { config, ids } => {
+            let protocol = OwnProtocol::<SPREAD_CPU_COUNT, 2>::sparse(*ids, SPREAD_CPU_COUNT);
+            let model = RendezvousModel::new(protocol, config.clone());
             search(&model, scenario, limits)
         }
         Subject::ReferenceRendezvous(config) => {
@@ -209,6 +222,9 @@ fn search<M: explorer::Model>(model: &M, scenario: &Scenario, limits: Limits) ->
     }
 }
 
+/// The CPU numbers of the spread scenario's machine (its CPU sets need two 64-bit words).
+pub const SPREAD_CPU_COUNT: usize = 72;
+
 /// The bounds of the exhaustive erratum scenarios: 3 CPUs, 2 pages, 2 accesses in flight per CPU,
 /// 3 issued per CPU in all.
 pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumConfig {
@@ -219,6 +235,7 @@ pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumCon
         mechanism,
         properties: Properties::Both,
         failures: matches!(mechanism, SyncMechanism::El3Rendezvous),
+        layout: Layout::SameBlock,
     }
 }
 
@@ -322,6 +339,55 @@ pub fn catalogue() -> Vec<Scenario> {
                 },
                 search: Search::Exhaustive,
             });
+        }
+    }
+    // The other recordings: level-3 mappings invalidated by page, a range across two blocks, a
+    // whole 2 MiB block.
+    for layout in [
+        Layout::PageMappings,
+        Layout::AcrossBlocks,
+        Layout::WholeBlock,
+    ] {
+        for transition in [
+            Transition::HostDonatesToGuest,
+            Transition::HostDonatesToHypervisor,
+        ] {
+            let slug = transition_slug(transition);
+            let variants = [
+                (
+                    "affected-no-call",
+                    CpuKind::Affected,
+                    false,
+                    Verdict::SafetyViolation,
+                ),
+                (
+                    "affected-with-call",
+                    CpuKind::Affected,
+                    true,
+                    Verdict::Holds,
+                ),
+                ("correct-no-call", CpuKind::Correct, false, Verdict::Holds),
+            ];
+            for (variant, cpu_kind, call_made, expected) in variants {
+                let mut config = erratum_bounds(cpu_kind, SyncMechanism::El3Rendezvous);
+                config.layout = layout;
+                scenarios.push(Scenario {
+                    part: Part::Erratum,
+                    name: format!("a-{slug}{}-{variant}", layout.slug()),
+                    description: format!(
+                        "{} ({}): {variant}",
+                        transition.name(),
+                        layout.describe()
+                    ),
+                    expected,
+                    subject: Subject::Erratum {
+                        transition,
+                        call_made,
+                        config,
+                    },
+                    search: Search::Exhaustive,
+                });
+            }
         }
     }
     let mut loads_only = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
@@ -454,6 +520,26 @@ pub fn catalogue() -> Vec<Scenario> {
             search: Search::Exhaustive,
         });
     }
+    scenarios.push(Scenario {
+        part: Part::Rendezvous,
+        name: "c-cpus-across-two-words".into(),
+        description: "rendezvous crate: CPUs 0, 64 and 65 of 72 (CPU sets of two words); \
+                      callers on CPUs 0 and 64, CPU 65 goes off once and powers on"
+            .into(),
+        expected: Verdict::Holds,
+        subject: Subject::SpreadRendezvous {
+            config: RendezvousConfig {
+                affected: vec![true; 3],
+                calls: vec![1, 1, 0],
+                leaves: vec![0, 0, 1],
+                leave_kinds: vec![Inactivity::Off],
+                timeouts: false,
+                deadlines: false,
+            },
+            ids: [0, 64, 65, 66],
+        },
+        search: Search::Exhaustive,
+    });
     let larger = RendezvousConfig {
         affected: vec![true; 4],
         calls: vec![2, 1, 1, 0],

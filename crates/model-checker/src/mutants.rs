@@ -70,6 +70,13 @@ pub const MUTANTS: &[Mutant] = &[
         suite: Suite::Model,
     },
     Mutant {
+        name: "cpu_set_mask_by_cpu_number",
+        krate: "rendezvous",
+        breaks: "CpuSet beyond 64 CPUs: a search from inside a later word masks by the CPU number, \
+                 so CPU 65 is skipped after CPU 64 (no SGI, not waited for)",
+        suite: Suite::Model,
+    },
+    Mutant {
         name: "mem_protect_ignores_call_failure",
         krate: "mem-protect",
         breaks: "rollback: a failed firmware call is treated as success",

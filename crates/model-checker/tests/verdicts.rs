@@ -3,12 +3,13 @@
 
 use mem_protect::ErratumMitigation;
 use model_checker::explorer::{Limits, Verdict, explore};
-use model_checker::recording::{HypervisorStep, Transition, record};
+use model_checker::recording::{HypervisorStep, Layout, Transition, record, record_layout};
 use model_checker::rendezvous_model::{
     CallOutcome, OwnProtocol, OwnRole, Protocol, RendezvousConfig, RendezvousModel,
 };
 use model_checker::{Scenario, catalogue, run, svg};
 use rendezvous::Inactivity;
+use stage2::TlbEvent;
 
 fn scenario(name: &str) -> Scenario {
     match catalogue()
@@ -122,6 +123,75 @@ fn the_recordings_come_from_the_real_code() {
                 "{transition:?}: failed call reported"
             );
         }
+    }
+}
+
+/// The host-stage-2 invalidations (address, level) of a recording's successful run.
+fn host_invalidations(transition: Transition, layout: Layout) -> Vec<(u64, u8)> {
+    let recording = record_layout(transition, layout, ErratumMitigation::FirmwareDvmSync)
+        .expect("recording works");
+    assert_eq!(recording.pages, layout.pages());
+    recording
+        .success
+        .steps
+        .iter()
+        .filter_map(|step| match step {
+            HypervisorStep::Tlb(TlbEvent::InvalidateIpa { vmid, ipa, level })
+                if *vmid == mem_protect::HOST_VMID =>
+            {
+                Some((*ipa, *level))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_layouts_make_the_code_invalidate_at_each_level() {
+    for transition in [
+        Transition::HostDonatesToGuest,
+        Transition::HostDonatesToHypervisor,
+    ] {
+        let [first, second] = Layout::SameBlock.pages();
+        assert_eq!(
+            host_invalidations(transition, Layout::SameBlock),
+            [(first, 2)],
+            "one block, invalidated at level 2"
+        );
+        assert_eq!(
+            host_invalidations(transition, Layout::PageMappings),
+            [(first, 3), (second, 3)],
+            "4 KiB mappings, invalidated by page"
+        );
+        let [last_of_first, first_of_next] = Layout::AcrossBlocks.pages();
+        assert_eq!(
+            host_invalidations(transition, Layout::AcrossBlocks),
+            [(last_of_first & !0x1f_ffff, 2), (first_of_next, 3)],
+            "a block mapping and a page mapping in the next block"
+        );
+        let [block, _] = Layout::WholeBlock.pages();
+        assert_eq!(
+            host_invalidations(transition, Layout::WholeBlock),
+            [(block, 2)],
+            "the whole block, once"
+        );
+    }
+}
+
+#[test]
+fn a_every_layout_needs_the_call_on_affected_cpus() {
+    let names: Vec<String> = catalogue()
+        .into_iter()
+        .map(|scenario| scenario.name)
+        .filter(|name| {
+            ["-l3-", "-across-blocks-", "-2m-block-"]
+                .iter()
+                .any(|layout| name.contains(layout))
+        })
+        .collect();
+    assert_eq!(names.len(), 18, "{names:?}");
+    for name in names {
+        verdict(&name);
     }
 }
 
@@ -247,6 +317,11 @@ fn c_two_calls_and_two_power_transitions_per_cpu() {
 }
 
 #[test]
+fn c_cpu_numbers_across_two_words() {
+    verdict("c-cpus-across-two-words");
+}
+
+#[test]
 fn c_random_walks_on_larger_bounds() {
     verdict("c-4cpus-random");
 }
@@ -305,22 +380,22 @@ impl Protocol for JoinWithoutService {
         "join without service"
     }
     fn booted_memory(&self, affected: &[bool]) -> Self::Memory {
-        OwnProtocol.booted_memory(affected)
+        OwnProtocol::DENSE.booted_memory(affected)
     }
     fn caller(&self, memory: &Self::Memory, cpu: usize) -> OwnRole {
-        OwnProtocol.caller(memory, cpu)
+        OwnProtocol::DENSE.caller(memory, cpu)
     }
     fn responder(&self, memory: &Self::Memory, cpu: usize) -> OwnRole {
-        OwnProtocol.responder(memory, cpu)
+        OwnProtocol::DENSE.responder(memory, cpu)
     }
     fn leave(&self, memory: &Self::Memory, cpu: usize, inactivity: Inactivity) -> OwnRole {
-        OwnProtocol.leave(memory, cpu, inactivity)
+        OwnProtocol::DENSE.leave(memory, cpu, inactivity)
     }
     fn join(&self, _: &Self::Memory, _: usize, _: bool) -> OwnRole {
         OwnRole::Refused
     }
     fn next_action(&self, role: &OwnRole) -> Option<rendezvous::Action> {
-        OwnProtocol.next_action(role)
+        OwnProtocol::DENSE.next_action(role)
     }
     fn step<P: rendezvous::RendezvousPlatform>(
         &self,
@@ -328,19 +403,19 @@ impl Protocol for JoinWithoutService {
         memory: &mut Self::Memory,
         platform: &mut P,
     ) {
-        OwnProtocol.step(role, memory, platform);
+        OwnProtocol::DENSE.step(role, memory, platform);
     }
     fn request(&self, role: &OwnRole) -> Option<u64> {
-        OwnProtocol.request(role)
+        OwnProtocol::DENSE.request(role)
     }
     fn outcome(&self, role: &OwnRole) -> Option<CallOutcome> {
-        OwnProtocol.outcome(role)
+        OwnProtocol::DENSE.outcome(role)
     }
     fn request_counter(&self, memory: &Self::Memory) -> u64 {
-        OwnProtocol.request_counter(memory)
+        OwnProtocol::DENSE.request_counter(memory)
     }
     fn expire(&self, role: &OwnRole) -> Option<OwnRole> {
-        OwnProtocol.expire(role)
+        OwnProtocol::DENSE.expire(role)
     }
 }
 
