@@ -236,6 +236,7 @@ pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumCon
         properties: Properties::Both,
         failures: matches!(mechanism, SyncMechanism::El3Rendezvous),
         layout: Layout::SameBlock,
+        unaffected: 0,
     }
 }
 
@@ -389,6 +390,46 @@ pub fn catalogue() -> Vec<Scenario> {
                 });
             }
         }
+    }
+    // Mixed systems: an unaffected CPU gets no SGI and needs none; an affected one does.
+    let mixed = [
+        (
+            "a-donate-guest-mixed-with-call",
+            "CPU1 unaffected, CPU2 affected, firmware call (CPU2 alone gets the SGI)",
+            0b010,
+            true,
+            Verdict::Holds,
+        ),
+        (
+            "a-donate-guest-mixed-no-call",
+            "CPU1 unaffected, CPU2 affected, no firmware call",
+            0b010,
+            false,
+            Verdict::SafetyViolation,
+        ),
+        (
+            "a-donate-guest-mixed-last-unaffected-with-call",
+            "CPU1 affected, CPU2 unaffected, firmware call (CPU1 alone gets the SGI)",
+            0b100,
+            true,
+            Verdict::Holds,
+        ),
+    ];
+    for (name, description, unaffected, call_made, expected) in mixed {
+        let mut config = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
+        config.unaffected = unaffected;
+        scenarios.push(Scenario {
+            part: Part::Erratum,
+            name: name.into(),
+            description: format!("host donates 2 pages to a guest: {description}"),
+            expected,
+            subject: Subject::Erratum {
+                transition: Transition::HostDonatesToGuest,
+                call_made,
+                config,
+            },
+            search: Search::Exhaustive,
+        });
     }
     let mut loads_only = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
     loads_only.properties = Properties::LoadsOnly;

@@ -77,6 +77,13 @@ pub const MUTANTS: &[Mutant] = &[
         suite: Suite::Model,
     },
     Mutant {
+        name: "rendezvous_scan_skips_last_cpu",
+        krate: "rendezvous",
+        breaks: "targets: the caller's scan never reads the last CPU's record (an affected last CPU \
+                 gets no SGI; harmless when it is unaffected)",
+        suite: Suite::Model,
+    },
+    Mutant {
         name: "mem_protect_ignores_call_failure",
         krate: "mem-protect",
         breaks: "rollback: a failed firmware call is treated as success",

@@ -196,6 +196,37 @@ fn a_every_layout_needs_the_call_on_affected_cpus() {
 }
 
 #[test]
+fn a_mixed_systems_signal_exactly_the_affected_cpus() {
+    use model_checker::erratum::ErratumModel;
+    // (scenario, CPUs the real caller signals)
+    let table = [
+        ("a-donate-guest-mixed-with-call", 0b100),
+        ("a-donate-guest-mixed-no-call", 0b100),
+        ("a-donate-guest-mixed-last-unaffected-with-call", 0b010),
+        ("a-donate-guest-affected-with-call", 0b110),
+        ("a-donate-guest-correct-no-call", 0),
+    ];
+    for (name, targets) in table {
+        let model_checker::Subject::Erratum {
+            transition,
+            call_made,
+            config,
+        } = scenario(name).subject
+        else {
+            panic!("{name} is an erratum scenario");
+        };
+        let recording = record(
+            transition,
+            model_checker::erratum::mitigation_for(call_made),
+        )
+        .expect("recording works");
+        let model = ErratumModel::new(recording, config);
+        assert_eq!(model.sgi_targets(), targets, "{name}");
+        verdict(name);
+    }
+}
+
+#[test]
 fn a_donate_guest_affected_without_call_is_unsafe() {
     let exploration = verdict("a-donate-guest-affected-no-call");
     let trace = exploration.counterexample.expect("trace").numbered();

@@ -242,7 +242,12 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 }
                 let possibly_affected = possibly_affected || record.affectedness.may_be_affected();
                 let following = next.get() + 1;
-                let state = if following < self.cpu_count {
+                #[cfg(not(mutant = "rendezvous_scan_skips_last_cpu"))]
+                let scanned = self.cpu_count;
+                // Seeded bug: an off-by-one that never reads the last CPU's record.
+                #[cfg(mutant = "rendezvous_scan_skips_last_cpu")]
+                let scanned = self.cpu_count.saturating_sub(1);
+                let state = if following < scanned {
                     CallerState::Scan {
                         request,
                         next: CpuIndex::new(following),
