@@ -92,7 +92,8 @@ use crate::erratum::{
 use crate::explorer::{Exploration, Limits, Verdict, explore, random_walks};
 use crate::recording::{Layout, RecordingError, Transition, record_layout};
 use crate::reference::ReferenceProtocol;
-use crate::rendezvous_model::{OwnProtocol, RendezvousConfig, RendezvousModel};
+use crate::rendezvous_model::{Barriers, OwnProtocol, RendezvousConfig, RendezvousModel};
+use rendezvous::Barrier;
 
 /// The parts of issue 5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +143,14 @@ pub enum Subject {
     },
     /// The rendezvous crate's roles.
     OwnRendezvous(RendezvousConfig),
+    /// The rendezvous crate's roles on a platform that executes other barriers than the trait's
+    /// defaults.
+    OwnRendezvousBarriers {
+        /// The bounds.
+        config: RendezvousConfig,
+        /// The barriers.
+        barriers: Barriers,
+    },
     /// The rendezvous crate's roles on a machine of [`SPREAD_CPU_COUNT`] CPU numbers of which the
     /// model's CPUs are `ids` (the others never booted): CPU sets of two 64-bit words.
     SpreadRendezvous {
@@ -194,6 +203,11 @@ pub fn run(scenario: &Scenario, limits: Limits) -> Result<ScenarioResult, Record
         }
         Subject::OwnRendezvous(config) => {
             let model = RendezvousModel::new(OwnProtocol::DENSE, config.clone());
+            search(&model, scenario, limits)
+        }
+        Subject::OwnRendezvousBarriers { config, barriers } => {
+            let protocol = OwnProtocol::DENSE.with_barriers(*barriers);
+            let model = RendezvousModel::new(protocol, config.clone());
             search(&model, scenario, limits)
         }
         Subject::SpreadRendezvous { config, ids } => {
@@ -581,6 +595,77 @@ pub fn catalogue() -> Vec<Scenario> {
         },
         search: Search::Exhaustive,
     });
+    // Each barrier with its architectural effect: a wrong one is a counterexample.
+    let two_cpus = RendezvousConfig {
+        affected: vec![true; 2],
+        calls: vec![1, 1],
+        leaves: vec![0, 1],
+        leave_kinds: vec![Inactivity::Off],
+        timeouts: false,
+        deadlines: false,
+    };
+    let barrier_variants = [
+        (
+            "c-barrier-local-dsb-ish",
+            "local DSB ISH (inner shareable, loads and stores): enough",
+            Barriers {
+                local: Barrier::ISH,
+                ..Barriers::PLATFORM
+            },
+            Verdict::Holds,
+        ),
+        (
+            "c-barrier-local-dsb-ishst",
+            "local DSB ISHST (stores only): loads stay in flight",
+            Barriers {
+                local: Barrier::ISHST,
+                ..Barriers::PLATFORM
+            },
+            Verdict::SafetyViolation,
+        ),
+        (
+            "c-barrier-local-dsb-nsh",
+            "local DSB NSH (this PE only): other observers not waited for",
+            Barriers {
+                local: Barrier::NSH,
+                ..Barriers::PLATFORM
+            },
+            Verdict::SafetyViolation,
+        ),
+        (
+            "c-barrier-no-dsb-before-sgi",
+            "no barrier before the ICC_SGI0R_EL1 write: the target may read the old counter",
+            Barriers {
+                sgi_publish: None,
+                ..Barriers::PLATFORM
+            },
+            Verdict::LivenessViolation,
+        ),
+        (
+            "c-barrier-dsb-nsh-before-sgi",
+            "DSB NSH before the SGI: the counter store need not be visible to the target",
+            Barriers {
+                sgi_publish: Some(Barrier::NSH),
+                ..Barriers::PLATFORM
+            },
+            Verdict::LivenessViolation,
+        ),
+    ];
+    for (name, description, barriers, expected) in barrier_variants {
+        scenarios.push(Scenario {
+            part: Part::Rendezvous,
+            name: name.into(),
+            description: format!(
+                "rendezvous crate, 2 CPUs, a call each, CPU1 goes off once: {description}"
+            ),
+            expected,
+            subject: Subject::OwnRendezvousBarriers {
+                config: two_cpus.clone(),
+                barriers,
+            },
+            search: Search::Exhaustive,
+        });
+    }
     let larger = RendezvousConfig {
         affected: vec![true; 4],
         calls: vec![2, 1, 1, 0],

@@ -84,6 +84,26 @@ pub const MUTANTS: &[Mutant] = &[
         suite: Suite::Model,
     },
     Mutant {
+        name: "rendezvous_local_barrier_ishst",
+        krate: "rendezvous",
+        breaks: "barrier kind: the local barrier is DSB ISHST (stores only; SME loads stay in \
+                 flight)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_local_barrier_nsh",
+        krate: "rendezvous",
+        breaks: "barrier domain: the local barrier is DSB NSH (completes for this PE only)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_no_sgi_barrier",
+        krate: "rendezvous",
+        breaks: "SGI ordering: no barrier before the ICC_SGI0R_EL1 write (the target may read the \
+                 old request counter)",
+        suite: Suite::Model,
+    },
+    Mutant {
         name: "mem_protect_ignores_call_failure",
         krate: "mem-protect",
         breaks: "rollback: a failed firmware call is treated as success",

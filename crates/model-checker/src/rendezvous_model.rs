@@ -30,8 +30,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use rendezvous::{
-    Action, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, Inactivity, JoinRole,
-    LeaveRole, Progress, RendezvousPlatform, ResponderRole, WorkaroundOutcome,
+    Action, Barrier, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, Inactivity,
+    JoinRole, LeaveRole, Progress, RendezvousPlatform, ResponderRole, WorkaroundOutcome,
 };
 
 use crate::explorer::Model;
@@ -75,6 +75,10 @@ pub trait Protocol {
     fn cpu_ids(&self) -> [usize; MAX_CPUS] {
         core::array::from_fn(|cpu| cpu)
     }
+    /// The barriers the platform executes (default: the trait's defaults).
+    fn barriers(&self) -> Barriers {
+        Barriers::PLATFORM
+    }
     /// Whether the next step touches nothing another CPU ever writes or reads, so that the harness
     /// may take it together with the step before (default: no).
     fn invisible(&self, _role: &Self::Role) -> bool {
@@ -114,6 +118,24 @@ pub trait Protocol {
 pub struct OwnProtocol<const SLOTS: usize = MAX_CPUS, const WORDS: usize = 1> {
     ids: [usize; MAX_CPUS],
     cpu_count: usize,
+    barriers: Barriers,
+}
+
+/// The barriers a platform executes: `local_dsb`'s, and the one before the SGI (`None`: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Barriers {
+    /// [`RendezvousPlatform::LOCAL_BARRIER`].
+    pub local: Barrier,
+    /// [`RendezvousPlatform::SGI_PUBLISH_BARRIER`].
+    pub sgi_publish: Option<Barrier>,
+}
+
+impl Barriers {
+    /// The trait's defaults (what a platform that names no barrier runs; the monitor names these).
+    pub const PLATFORM: Self = Self {
+        local: <NullPlatform as RendezvousPlatform>::LOCAL_BARRIER,
+        sgi_publish: <NullPlatform as RendezvousPlatform>::SGI_PUBLISH_BARRIER,
+    };
 }
 
 impl OwnProtocol {
@@ -121,6 +143,7 @@ impl OwnProtocol {
     pub const DENSE: Self = Self {
         ids: [0, 1, 2, 3],
         cpu_count: 0,
+        barriers: Barriers::PLATFORM,
     };
 }
 
@@ -134,7 +157,16 @@ impl<const SLOTS: usize, const WORDS: usize> OwnProtocol<SLOTS, WORDS> {
     /// The model's CPUs are CPUs `ids` of a machine numbering `cpu_count` CPUs (at most `SLOTS`);
     /// the others are never booted.
     pub const fn sparse(ids: [usize; MAX_CPUS], cpu_count: usize) -> Self {
-        Self { ids, cpu_count }
+        Self {
+            ids,
+            cpu_count,
+            barriers: Barriers::PLATFORM,
+        }
+    }
+
+    /// The same protocol on a platform that executes `barriers`.
+    pub const fn with_barriers(self, barriers: Barriers) -> Self {
+        Self { barriers, ..self }
     }
 
     fn id(&self, cpu: usize) -> CpuIndex {
@@ -183,6 +215,10 @@ impl<const SLOTS: usize, const WORDS: usize> Protocol for OwnProtocol<SLOTS, WOR
 
     fn cpu_ids(&self) -> [usize; MAX_CPUS] {
         self.ids
+    }
+
+    fn barriers(&self) -> Barriers {
+        self.barriers
     }
 
     fn caller(&self, memory: &Self::Memory, cpu: usize) -> Self::Role {
@@ -354,6 +390,9 @@ pub struct Cpu<R> {
     pub affected: bool,
     /// The rendezvous SGI is pending.
     pub sgi_pending: bool,
+    /// The pending SGI was sent without a barrier that made the sender's stores visible first: the
+    /// handler may read the request counter from before the request.
+    pub sgi_early: bool,
     /// Its event register (for `WFE`).
     pub event: bool,
     /// Ran lower-EL code since its last DSB.
@@ -429,6 +468,9 @@ pub enum Move {
     DeadlinePasses,
     /// At the lower EL: take the pending FIQ.
     TakeFiq,
+    /// At the lower EL: take a pending FIQ that overtook the sender's stores: the handler reads the
+    /// request counter from before the request and has nothing to do.
+    TakeFiqEarly,
     /// At the lower EL: SMC `0x81000010`.
     Call,
     /// At the lower EL: a PSCI call that makes the CPU inactive.
@@ -488,6 +530,8 @@ struct HarnessPlatform<'a, R> {
     me: usize,
     /// The CPU number of each model CPU.
     ids: [usize; MAX_CPUS],
+    /// The barriers the platform executes.
+    barriers: Barriers,
     cpus: &'a mut [Cpu<R>; MAX_CPUS],
     open: &'a mut BTreeMap<u64, u8>,
     broken: &'a mut Option<RendezvousViolation>,
@@ -505,6 +549,16 @@ impl<R> RendezvousPlatform for HarnessPlatform<'_, R> {
                 continue;
             };
             cpu.sgi_pending = true;
+            // `ICC_SGI0R_EL1` is a system register write, not a memory access: without a barrier
+            // that completes the earlier stores for the other CPUs (`DSB ISHST` or stronger), the
+            // interrupt may arrive before the new request counter is visible.
+            if !self
+                .barriers
+                .sgi_publish
+                .is_some_and(Barrier::suffices_before_sgi)
+            {
+                cpu.sgi_early = true;
+            }
             let in_standby = cpu.place_is_retention();
             if in_standby && request > cpu.standby_since && self.broken.is_none() {
                 *self.broken = Some(RendezvousViolation::RetentionWoken {
@@ -516,6 +570,13 @@ impl<R> RendezvousPlatform for HarnessPlatform<'_, R> {
     }
 
     fn local_dsb(&mut self) {
+        // Exposure ends only with a DSB that completes this CPU's loads *and* stores for the other
+        // CPUs: `DSB ISHST` leaves loads in flight (a late load reads the new owner's data), `DSB
+        // ISHLD` stores (a late store lands in the new owner's page), `DSB NSH` waits for this PE's
+        // view only.
+        if !self.barriers.local.suffices_as_local_barrier() {
+            return;
+        }
         let me = self.me;
         self.cpus[me].exposed = false;
         self.cpus[me].dsb_since_join = true;
@@ -632,6 +693,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             },
             affected: self.config.affected.get(cpu).copied().unwrap_or(false),
             sgi_pending: false,
+            sgi_early: false,
             event: false,
             exposed: cpu < self.cpu_count(),
             dsb_since_join: true,
@@ -676,6 +738,9 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 Place::LowerEl => {
                     if this.sgi_pending {
                         push(Move::TakeFiq);
+                        if this.sgi_early {
+                            push(Move::TakeFiqEarly);
+                        }
                     }
                     if this.calls_left > 0 {
                         push(Move::Call);
@@ -710,6 +775,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                     let mut platform = HarnessPlatform {
                         me: cpu,
                         ids: self.protocol.cpu_ids(),
+                        barriers: self.protocol.barriers(),
                         cpus,
                         open,
                         broken,
@@ -744,8 +810,13 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 // A waiting caller is woken by its timer event stream and reads the clock.
                 next.cpus[cpu].event = true;
             }
+            Move::TakeFiqEarly => {
+                next.cpus[cpu].sgi_pending = false;
+                next.cpus[cpu].sgi_early = false;
+            }
             Move::TakeFiq => {
                 next.cpus[cpu].sgi_pending = false;
+                next.cpus[cpu].sgi_early = false;
                 let role = self.protocol.responder(&next.memory, cpu);
                 next.cpus[cpu].place = Place::InRole(Task::Answer(role));
                 self.finish_if_done(&mut next, cpu);
@@ -818,7 +889,10 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
     /// (EL1/EL2 cannot mask it), and a per-core timeout (part (d)) expires. An off or suspended CPU
     /// may stay so for ever, and nothing obliges a CPU to make a call or change power state.
     fn fair(&self, action: &CpuMove) -> bool {
-        matches!(action.movement, Move::Step | Move::TakeFiq | Move::Expire)
+        matches!(
+            action.movement,
+            Move::Step | Move::TakeFiq | Move::TakeFiqEarly | Move::Expire
+        )
     }
 
     fn lanes(&self) -> Vec<String> {
@@ -861,6 +935,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                             let mut platform = HarnessPlatform {
                                 me: cpu,
                                 ids: self.protocol.cpu_ids(),
+                                barriers: self.protocol.barriers(),
                                 cpus: &mut cpus,
                                 open: &mut open,
                                 broken: &mut broken,
@@ -883,6 +958,11 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             Move::Expire => "per-core timeout expires".into(),
             Move::DeadlinePasses => "the clock passes the call's deadline".into(),
             Move::TakeFiq => "takes the rendezvous FIQ".into(),
+            Move::TakeFiqEarly => {
+                "takes the rendezvous FIQ before the request counter is visible: reads the old \
+                 counter, nothing to do"
+                    .into()
+            }
             Move::Call => "SMC 0x81000010 (lower-EL accesses may be in flight)".into(),
             Move::Leave(inactivity) => format!("PSCI: leaves as {inactivity:?}"),
             Move::Wake => match state.cpus[cpu].place {

@@ -353,6 +353,39 @@ fn c_cpu_numbers_across_two_words() {
 }
 
 #[test]
+fn c_each_barrier_has_its_architectural_effect() {
+    use model_checker::rendezvous_model::Barriers;
+    use rendezvous::Barrier;
+    // The platform's defaults (the monitor names the same) are the ones shown sufficient.
+    assert_eq!(Barriers::PLATFORM.local, Barrier::SY);
+    assert_eq!(Barriers::PLATFORM.sgi_publish, Some(Barrier::ISHST));
+    for name in [
+        "c-barrier-local-dsb-ish",
+        "c-barrier-local-dsb-ishst",
+        "c-barrier-local-dsb-nsh",
+        "c-barrier-no-dsb-before-sgi",
+        "c-barrier-dsb-nsh-before-sgi",
+    ] {
+        let exploration = verdict(name);
+        if let Some(counterexample) = &exploration.counterexample {
+            let expected = if name.contains("sgi") {
+                "before the request counter is visible"
+            } else {
+                "LocalDsb"
+            };
+            assert!(
+                counterexample
+                    .steps
+                    .iter()
+                    .any(|step| step.text.contains(expected)),
+                "{name}: {}",
+                counterexample.numbered()
+            );
+        }
+    }
+}
+
+#[test]
 fn c_random_walks_on_larger_bounds() {
     verdict("c-4cpus-random");
 }
