@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Args;
-use model_checker::explorer::{Limits, Verdict};
+use model_checker::explorer::{Limits, Verdict, Visited};
 use model_checker::mutants::{MUTANTS, Suite};
 use model_checker::{Part, Scenario, catalogue, run, svg};
 
@@ -29,6 +29,9 @@ pub struct ModelArgs {
     /// Run the loom exploration of the monitor's atomic memory instead.
     #[arg(long)]
     loom: bool,
+    /// Remember visited states by two 64-bit hashes instead of their exact encoding (less memory).
+    #[arg(long)]
+    fingerprints: bool,
     /// Internal: already running the optimised build.
     #[arg(long, hide = true)]
     optimised: bool,
@@ -56,6 +59,9 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         if args.all_traces {
             forwarded.push("--all-traces".into());
         }
+        if args.fingerprints {
+            forwarded.push("--fingerprints".into());
+        }
         let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
         return setup::run("cargo", &forwarded);
     }
@@ -72,6 +78,11 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         .collect();
     let limits = Limits {
         progress: true,
+        visited: if args.fingerprints {
+            Visited::Fingerprints
+        } else {
+            Visited::Exact
+        },
         ..Limits::default()
     };
     let mut rows = Vec::new();
@@ -160,6 +171,12 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
                 "{:.1} MiB",
                 exploration.memory_bytes as f64 / (1024.0 * 1024.0)
             ),
+            match exploration.visited {
+                Some(Visited::Exact) => "exact",
+                Some(Visited::Fingerprints) => "2 hashes",
+                None => "-",
+            }
+            .to_string(),
             svg_path,
         ]);
     }
@@ -172,6 +189,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             "time",
             "states/s",
             "memory",
+            "visited",
             "counterexample (SVG)",
         ],
         &rows,

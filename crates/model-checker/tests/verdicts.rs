@@ -78,6 +78,29 @@ fn verdict(name: &str) -> model_checker::explorer::Exploration {
 }
 
 #[test]
+fn exact_and_hashed_visited_sets_agree() {
+    use model_checker::explorer::Visited;
+    for name in ["c-off-powerdown", "a-unshare-affected-with-call"] {
+        let scenario = scenario(name);
+        let explore = |visited| {
+            let limits = Limits {
+                visited,
+                ..Limits::default()
+            };
+            run(&scenario, limits).expect("recording works").exploration
+        };
+        let exact = explore(Visited::Exact);
+        let hashed = explore(Visited::Fingerprints);
+        assert_eq!(exact.visited, Some(Visited::Exact));
+        assert_eq!(hashed.visited, Some(Visited::Fingerprints));
+        assert_eq!(exact.verdict, hashed.verdict, "{name}");
+        assert_eq!(exact.states, hashed.states, "{name}");
+        assert_eq!(exact.transitions, hashed.transitions, "{name}");
+        assert!(exact.memory_bytes > hashed.memory_bytes, "{name}");
+    }
+}
+
+#[test]
 fn the_recordings_come_from_the_real_code() {
     // (transition, mitigation, firmware calls expected in the successful run)
     let table = [
