@@ -23,7 +23,7 @@ pub struct ModelArgs {
     #[arg(long)]
     all_traces: bool,
     /// Run the seeded bugs instead (model_checker::mutants): build and test once per mutant,
-    /// report which test caught each (about 1 minute per mutant on 2 cores).
+    /// report which test caught each (1–4 minutes per mutant on 2 shared cores).
     #[arg(long)]
     mutants: bool,
     /// Run the loom exploration of the monitor's atomic memory instead.
