@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use clap::Args;
-use model_checker::explorer::{Limits, Verdict};
+use model_checker::explorer::{Limits, Verdict, Visited};
 use model_checker::mutants::{MUTANTS, Suite};
 use model_checker::{Part, Scenario, catalogue, run, svg};
 
@@ -23,12 +23,15 @@ pub struct ModelArgs {
     #[arg(long)]
     all_traces: bool,
     /// Run the seeded bugs instead (model_checker::mutants): build and test once per mutant,
-    /// report which test caught each (about 1 minute per mutant on 2 cores).
+    /// report which test caught each (1–4 minutes per mutant on 2 shared cores).
     #[arg(long)]
     mutants: bool,
     /// Run the loom exploration of the monitor's atomic memory instead.
     #[arg(long)]
     loom: bool,
+    /// Remember visited states by two 64-bit hashes instead of their exact encoding (less memory).
+    #[arg(long)]
+    fingerprints: bool,
     /// Internal: already running the optimised build.
     #[arg(long, hide = true)]
     optimised: bool,
@@ -44,20 +47,22 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
     }
     if cfg!(debug_assertions) && !args.optimised {
         // State-space search wants an optimised build; xtask itself is built without.
-        let mut forwarded = vec!["run", "--quiet", "--release", "--package", "xtask", "--"];
-        forwarded.extend(["model", "--optimised"]);
+        let mut forwarded: Vec<String> =
+            ["run", "--quiet", "--release", "--package", "xtask", "--"]
+                .map(String::from)
+                .to_vec();
+        forwarded.extend(["model", "--optimised"].map(String::from));
         if let Some(only) = &args.only {
-            forwarded.extend(["--only", only.as_str()]);
+            // One argument, so that a filter starting with `-` is not taken for an option.
+            forwarded.push(format!("--only={only}"));
         }
         if args.all_traces {
-            forwarded.push("--all-traces");
+            forwarded.push("--all-traces".into());
         }
-        if args.mutants {
-            forwarded.push("--mutants");
+        if args.fingerprints {
+            forwarded.push("--fingerprints".into());
         }
-        if args.loom {
-            forwarded.push("--loom");
-        }
+        let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
         return setup::run("cargo", &forwarded).map_err(String::from);
     }
     let output_dir = target_dir().join("model");
@@ -73,6 +78,11 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         .collect();
     let limits = Limits {
         progress: true,
+        visited: if args.fingerprints {
+            Visited::Fingerprints
+        } else {
+            Visited::Exact
+        },
         ..Limits::default()
     };
     let mut rows = Vec::new();
@@ -161,6 +171,12 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
                 "{:.1} MiB",
                 exploration.memory_bytes as f64 / (1024.0 * 1024.0)
             ),
+            match exploration.visited {
+                Some(Visited::Exact) => "exact",
+                Some(Visited::Fingerprints) => "2 hashes",
+                None => "-",
+            }
+            .to_string(),
             svg_path,
         ]);
     }
@@ -173,6 +189,7 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             "time",
             "states/s",
             "memory",
+            "visited",
             "counterexample (SVG)",
         ],
         &rows,

@@ -34,8 +34,14 @@ use core::ops::Range;
 use mem_protect::{ErratumMitigation, HOST_VMID, PAGE_SIZE, ProtectionEvent};
 use stage2::TlbEvent;
 
+use rendezvous::{
+    Action, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, RendezvousPlatform,
+};
+
 use crate::explorer::Model;
-use crate::recording::{HostMapping, HypervisorStep, MODEL_PAGES, PageView, RecordedTransition};
+use crate::recording::{
+    HostMapping, HypervisorStep, Layout, MODEL_PAGES, PageView, RecordedTransition,
+};
 
 /// Most CPUs the model holds.
 pub const MAX_CPUS: usize = 4;
@@ -94,6 +100,11 @@ pub struct ErratumConfig {
     pub properties: Properties,
     /// Whether the firmware call may fail (time out) instead of succeeding (EL3 rendezvous).
     pub failures: bool,
+    /// Where the model pages sit in the host's stage-2 (which recording is replayed).
+    pub layout: Layout,
+    /// CPUs (bit per CPU) that are correct although `cpu_kind` is [`CpuKind::Affected`]: a mixed
+    /// system. CPU 0, the caller, is never in it.
+    pub unaffected: u8,
 }
 
 /// Which safety properties are checked.
@@ -251,6 +262,9 @@ pub enum ErratumAction {
 pub struct ErratumModel {
     recording: RecordedTransition,
     config: ErratumConfig,
+    /// The CPUs the real rendezvous caller sends the SGI to (bit per CPU), from the CPUs'
+    /// affectedness: each runs a DSB before the firmware call returns.
+    sgi_targets: u8,
 }
 
 const HOST_CPU: HostCpu = HostCpu {
@@ -269,7 +283,25 @@ impl ErratumModel {
     /// A model of `recording` under `config` (CPUs clamped to `2..=MAX_CPUS`).
     pub fn new(recording: RecordedTransition, mut config: ErratumConfig) -> Self {
         config.cpus = config.cpus.clamp(2, MAX_CPUS);
-        Self { recording, config }
+        config.unaffected &= !1;
+        let affected: Vec<bool> = (0..config.cpus)
+            .map(|cpu| config.cpu_kind == CpuKind::Affected && config.unaffected & bit(cpu) == 0)
+            .collect();
+        Self {
+            recording,
+            config,
+            sgi_targets: rendezvous_targets(&affected),
+        }
+    }
+
+    /// The CPUs the firmware call's rendezvous sends the SGI to (bit per CPU).
+    pub fn sgi_targets(&self) -> u8 {
+        self.sgi_targets
+    }
+
+    /// Whether `cpu` has the erratum.
+    fn affected(&self, cpu: usize) -> bool {
+        self.config.cpu_kind == CpuKind::Affected && self.config.unaffected & bit(cpu) == 0
     }
 
     /// The recording this model replays.
@@ -360,8 +392,10 @@ impl ErratumModel {
         state.stage1_effective_issued = 0;
         state.ipa_issued = 0;
         state.stage1_issued = false;
-        if self.config.cpu_kind == CpuKind::Correct {
-            for cpu in 1..self.config.cpus {
+        // A correct CPU's accesses that used an invalidated translation complete with the DSB; an
+        // affected CPU's SME accesses need not (erratum 4193714).
+        for cpu in 1..self.config.cpus {
+            if !self.affected(cpu) {
                 self.land_all(state, cpu, completed);
             }
         }
@@ -442,8 +476,12 @@ impl ErratumModel {
             HypervisorStep::Tlb(TlbEvent::Isb) | HypervisorStep::ZeroPage(_) => {}
             HypervisorStep::FirmwareCall => match self.config.mechanism {
                 SyncMechanism::El3Rendezvous => {
+                    // The caller's own DSB, and the DSB of every CPU the real rendezvous caller
+                    // sends the SGI to (the affected ones).
                     for cpu in 0..self.config.cpus {
-                        self.land_all(state, cpu, u8::MAX);
+                        if cpu == 0 || self.sgi_targets & bit(cpu) != 0 {
+                            self.land_all(state, cpu, u8::MAX);
+                        }
                     }
                 }
                 SyncMechanism::Interrupts { .. } => {
@@ -482,6 +520,46 @@ fn slot_order(first: &Option<Access>, second: &Option<Access>) -> core::cmp::Ord
         (None, Some(_)) => core::cmp::Ordering::Greater,
         (None, None) => core::cmp::Ordering::Equal,
     }
+}
+
+/// The CPUs (bit per CPU) the real `rendezvous::CallerRole` of CPU 0 sends the SGI to, on a system
+/// whose CPUs are all active with the affectedness given.
+fn rendezvous_targets(affected: &[bool]) -> u8 {
+    struct Targets(u8);
+    impl RendezvousPlatform for Targets {
+        fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
+            for cpu in targets.iter() {
+                if cpu.get() < 8 {
+                    self.0 |= bit(cpu.get());
+                }
+            }
+        }
+        fn local_dsb(&mut self) {}
+        fn send_event(&mut self) {}
+        fn wait_for_event(&mut self) {}
+        fn now(&mut self) -> u64 {
+            0
+        }
+    }
+    let memory = CellRendezvousMemory::<MAX_CPUS>::new(affected.len());
+    let mut platform = Targets(0);
+    for (cpu, &is_affected) in affected.iter().enumerate() {
+        let _ =
+            rendezvous::join_active_set(&memory, &mut platform, CpuIndex::new(cpu), is_affected);
+    }
+    let Ok(mut caller) = CallerRole::<1>::new(&memory, CpuIndex::new(0), Deadline::NEVER) else {
+        return 0;
+    };
+    // Up to the caller's own DSB: the SGIs are sent by then (the bound only guards a broken role).
+    for _ in 0..64 {
+        match caller.next_action() {
+            None | Some(Action::LocalDsb) => break,
+            Some(_) => {
+                let _ = caller.step(&memory, &mut platform);
+            }
+        }
+    }
+    platform.0
 }
 
 /// Bytes a TLBI at translation `level` covers (4 KiB granule).
@@ -707,6 +785,8 @@ impl Model for ErratumModel {
             .map(|cpu| {
                 if cpu == 0 {
                     "CPU0 (host, then EL2)".to_string()
+                } else if self.config.unaffected & bit(cpu) != 0 {
+                    format!("CPU{cpu} (host, unaffected)")
                 } else {
                     format!("CPU{cpu} (host)")
                 }

@@ -54,6 +54,8 @@ pub struct Limits {
     pub max_states: usize,
     /// Print a progress line to stderr every second once a run takes longer than two seconds.
     pub progress: bool,
+    /// How visited states are remembered.
+    pub visited: Visited,
 }
 
 impl Default for Limits {
@@ -61,8 +63,20 @@ impl Default for Limits {
         Self {
             max_states: 20_000_000,
             progress: false,
+            visited: Visited::Exact,
         }
     }
+}
+
+/// How the exhaustive search remembers the states it has visited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Visited {
+    /// The full state, encoded (every field the state's `Hash` implementation writes, integers as
+    /// LEB128 varints): no two distinct states are ever confused.
+    Exact,
+    /// Two independent 64-bit hashes of the state (16 bytes per state): a state is lost only if
+    /// both collide at once (about n²/2¹²⁹ for n states).
+    Fingerprints,
 }
 
 /// What an exploration concluded.
@@ -147,6 +161,9 @@ pub struct Exploration {
     pub elapsed: Duration,
     /// Bytes the search held at its peak, approximately (visited set, parents, edges).
     pub memory_bytes: usize,
+    /// How visited states were remembered (`None`: random walks, which remember none, or an
+    /// incomplete search).
+    pub visited: Option<Visited>,
     /// The counterexample, for a violation (the shortest one found).
     pub counterexample: Option<Counterexample>,
     /// Shortest counterexamples of the other properties found broken (one per property).
@@ -191,6 +208,142 @@ impl Hasher for Fnv1a {
     fn write(&mut self, bytes: &[u8]) {
         for byte in bytes {
             self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(FNV_PRIME);
+        }
+    }
+}
+
+/// The exact encoding of a state: every integer its `Hash` implementation writes, as a LEB128 varint
+/// (signed ones zig-zagged), raw byte strings as they come. Derived `Hash` writes every field,
+/// every enum discriminant and every collection's length, so for the model's state types two
+/// states have the same encoding only if they are equal.
+#[derive(Default)]
+struct Encoder(Vec<u8>);
+
+impl Encoder {
+    fn varint(&mut self, mut value: u128) {
+        loop {
+            let low = u8::try_from(value & 0x7f).unwrap_or(0);
+            value >>= 7;
+            if value == 0 {
+                self.0.push(low);
+                return;
+            }
+            self.0.push(low | 0x80);
+        }
+    }
+
+    fn signed(&mut self, value: i128) {
+        self.varint(((value << 1) ^ (value >> 127)).cast_unsigned());
+    }
+}
+
+impl Hasher for Encoder {
+    fn finish(&self) -> u64 {
+        0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+    fn write_u8(&mut self, value: u8) {
+        self.varint(value.into());
+    }
+    fn write_u16(&mut self, value: u16) {
+        self.varint(value.into());
+    }
+    fn write_u32(&mut self, value: u32) {
+        self.varint(value.into());
+    }
+    fn write_u64(&mut self, value: u64) {
+        self.varint(value.into());
+    }
+    fn write_u128(&mut self, value: u128) {
+        self.varint(value);
+    }
+    fn write_usize(&mut self, value: usize) {
+        self.varint(u128::try_from(value).unwrap_or(u128::MAX));
+    }
+    fn write_i8(&mut self, value: i8) {
+        self.signed(value.into());
+    }
+    fn write_i16(&mut self, value: i16) {
+        self.signed(value.into());
+    }
+    fn write_i32(&mut self, value: i32) {
+        self.signed(value.into());
+    }
+    fn write_i64(&mut self, value: i64) {
+        self.signed(value.into());
+    }
+    fn write_i128(&mut self, value: i128) {
+        self.signed(value);
+    }
+    fn write_isize(&mut self, value: isize) {
+        self.signed(i128::try_from(value).unwrap_or(i128::MAX));
+    }
+}
+
+fn encode<S: Hash>(state: &S) -> Box<[u8]> {
+    let mut encoder = Encoder::default();
+    state.hash(&mut encoder);
+    encoder.0.into_boxed_slice()
+}
+
+/// The visited states and their indices.
+enum VisitedSet {
+    Exact {
+        index_of: HashMap<Box<[u8]>, u32>,
+        /// Bytes of the encodings held.
+        bytes: usize,
+    },
+    Fingerprints(HashMap<u128, u32>),
+}
+
+impl VisitedSet {
+    fn new(visited: Visited) -> Self {
+        match visited {
+            Visited::Exact => Self::Exact {
+                index_of: HashMap::new(),
+                bytes: 0,
+            },
+            Visited::Fingerprints => Self::Fingerprints(HashMap::new()),
+        }
+    }
+
+    /// The index of `state` if it was visited; otherwise records it under `new_index`.
+    fn find_or_insert<S: Hash>(&mut self, state: &S, new_index: u32) -> Option<u32> {
+        match self {
+            Self::Exact { index_of, bytes } => {
+                let key = encode(state);
+                if let Some(&known) = index_of.get(&key) {
+                    return Some(known);
+                }
+                *bytes += key.len();
+                index_of.insert(key, new_index);
+                None
+            }
+            Self::Fingerprints(index_of) => {
+                let key = fingerprint(state);
+                if let Some(&known) = index_of.get(&key) {
+                    return Some(known);
+                }
+                index_of.insert(key, new_index);
+                None
+            }
+        }
+    }
+
+    /// Bytes held, approximately (table slots, keys and their heap blocks).
+    fn memory_bytes(&self) -> usize {
+        match self {
+            Self::Exact { index_of, bytes } => {
+                // Each key is its own heap block: its bytes plus the allocator's header, about 16.
+                index_of.capacity() * (size_of::<Box<[u8]>>() + size_of::<u32>() + 1)
+                    + bytes
+                    + index_of.len() * 16
+            }
+            Self::Fingerprints(index_of) => {
+                index_of.capacity() * (size_of::<u128>() + size_of::<u32>() + 1)
+            }
         }
     }
 }
@@ -248,7 +401,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
     let start = Instant::now();
     let mut progress = Progress::new(name, limits.progress);
     let initial = model.initial_state();
-    let mut index_of: HashMap<u128, u32> = HashMap::new();
+    let mut visited = VisitedSet::new(limits.visited);
     // Per state: its parent and the action that led to it (the root has none).
     let mut parents: Vec<Option<(u32, M::Action)>> = Vec::new();
     let mut goal: Vec<bool> = Vec::new();
@@ -257,7 +410,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
     let mut actions = Vec::new();
     let mut transitions = 0usize;
 
-    index_of.insert(fingerprint(&initial), 0);
+    visited.find_or_insert(&initial, 0);
     parents.push(None);
     goal.push(model.goal_reached(&initial));
     // (state index, message) of the first violation of each property.
@@ -275,14 +428,12 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
         for action in actions.drain(..) {
             transitions += 1;
             let next = model.next_state(&state, &action);
-            let key = fingerprint(&next);
-            let next_index = match index_of.get(&key) {
-                Some(&known) => known,
+            let Ok(new_index) = u32::try_from(parents.len()) else {
+                return incomplete(parents.len(), transitions, start);
+            };
+            let next_index = match visited.find_or_insert(&next, new_index) {
+                Some(known) => known,
                 None => {
-                    let Ok(new_index) = u32::try_from(parents.len()) else {
-                        return incomplete(parents.len(), transitions, start);
-                    };
-                    index_of.insert(key, new_index);
                     parents.push(Some((index, action.clone())));
                     goal.push(model.goal_reached(&next));
                     if parents.len() >= limits.max_states {
@@ -309,7 +460,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
         }
     }
 
-    let memory_bytes = index_of.capacity() * (size_of::<u128>() + size_of::<u32>() + 1)
+    let memory_bytes = visited.memory_bytes()
         + parents.capacity() * size_of::<Option<(u32, M::Action)>>()
         + edges.capacity() * size_of::<(u32, u32)>()
         + goal.capacity();
@@ -327,6 +478,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
             counterexample,
             further: traces.collect(),
             memory_bytes,
+            visited: Some(limits.visited),
         };
     }
 
@@ -377,6 +529,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
                 counterexample: Some(trace(model, &parents, stuck, message, true)),
                 further: Vec::new(),
                 memory_bytes,
+                visited: Some(limits.visited),
             }
         }
         None => Exploration {
@@ -387,6 +540,7 @@ pub fn explore<M: Model>(model: &M, name: &str, limits: Limits) -> Exploration {
             counterexample: None,
             further: Vec::new(),
             memory_bytes,
+            visited: Some(limits.visited),
         },
     }
 }
@@ -400,6 +554,7 @@ fn incomplete(states: usize, transitions: usize, start: Instant) -> Exploration 
         counterexample: None,
         further: Vec::new(),
         memory_bytes: 0,
+        visited: None,
     }
 }
 
@@ -564,6 +719,7 @@ pub fn random_walks<M: Model>(
                     counterexample: Some(counterexample),
                     further: Vec::new(),
                     memory_bytes,
+                    visited: None,
                 };
             }
             actions.clear();
@@ -582,6 +738,7 @@ pub fn random_walks<M: Model>(
                         counterexample: Some(replay(model, &path, message).0),
                         further: Vec::new(),
                         memory_bytes,
+                        visited: None,
                     };
                 }
                 break;
@@ -599,6 +756,7 @@ pub fn random_walks<M: Model>(
         counterexample: None,
         further: Vec::new(),
         memory_bytes,
+        visited: None,
     }
 }
 
@@ -715,5 +873,69 @@ mod tests {
         };
         let exploration = random_walks(&graph, "graph", 3, 10, 1, Limits::default());
         assert_eq!(exploration.verdict, Verdict::LivenessViolation);
+    }
+}
+
+#[cfg(test)]
+mod encoding_tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use super::encode;
+
+    #[derive(Hash)]
+    enum Shape {
+        Unit,
+        One(u8),
+        Two(u64, bool),
+    }
+
+    /// Distinct values of a state-like type (enums, integers of several widths, options, maps)
+    /// never share an encoding.
+    #[test]
+    fn distinct_states_have_distinct_encodings() {
+        let mut seen = HashSet::new();
+        let mut count = 0;
+        for shape in [0u64, 1, 127, 128, 300, u64::MAX] {
+            for flag in [false, true] {
+                for map_size in 0..3u64 {
+                    let map: BTreeMap<u64, u8> = (0..map_size).map(|key| (key, 1)).collect();
+                    for variant in [
+                        Shape::Unit,
+                        Shape::One(u8::try_from(shape % 256).unwrap_or(0)),
+                        Shape::Two(shape, flag),
+                    ] {
+                        for option in [None, Some(-1i64), Some(shape.cast_signed())] {
+                            let state = (&variant, option, &map, flag);
+                            count += 1;
+                            seen.insert(encode(&state));
+                        }
+                    }
+                }
+            }
+        }
+        // Every combination except the ones equal as values (repeated `One`/`Two` payloads of the
+        // same number, and `Some(shape)` equal to `Some(-1)` for u64::MAX).
+        let distinct: HashSet<String> = {
+            let mut values = HashSet::new();
+            for shape in [0u64, 1, 127, 128, 300, u64::MAX] {
+                for flag in [false, true] {
+                    for map_size in 0..3u64 {
+                        for variant in 0..3 {
+                            let payload = match variant {
+                                0 => String::from("unit"),
+                                1 => format!("one {}", shape % 256),
+                                _ => format!("two {shape} {flag}"),
+                            };
+                            for option in [None, Some(-1i64), Some(shape.cast_signed())] {
+                                values.insert(format!("{payload} {option:?} {map_size} {flag}"));
+                            }
+                        }
+                    }
+                }
+            }
+            values
+        };
+        assert!(count > distinct.len());
+        assert_eq!(seen.len(), distinct.len());
     }
 }

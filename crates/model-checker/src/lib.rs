@@ -17,10 +17,14 @@
 //!   (issue an SME load/store while the translation allows it; an access in flight lands), under
 //!   the semantics of an affected C1-Pro or a correct CPU. Nothing in the model restates which
 //!   TLBIs, barriers or calls the code makes, or in which order: change the code and the model
-//!   changes with it.
+//!   changes with it. Four page layouts are recorded ([`recording::Layout`]): two pages of one
+//!   2 MiB block mapping (invalidated at level 2), two pages mapped at level 3 (invalidated by
+//!   page), a range across two blocks (a block and a page mapping), and a whole 2 MiB block.
+//!   Which CPUs run a DSB in the firmware call is decided by the real `rendezvous::CallerRole`
+//!   too: the model runs it over the CPUs' affectedness and takes the CPUs it signals.
 //! - **Parts (c) and (d), the rendezvous.** [`rendezvous_model`] steps the real
 //!   `rendezvous::{CallerRole, ResponderRole, LeaveRole, JoinRole}` state machines one `Action` per
-//!   model step over `CellRendezvousMemory` (a plain value, so it is part of the hashed state), with
+//!   model step over `CellRendezvousMemory` (a plain value, so it is part of the explored state), with
 //!   a platform that records DSBs, SGIs and events into the model state. [`mod@reference`] is the one
 //!   re-description: TF-A's protocol as BRIEF §7 words it, driven by the same harness and checked
 //!   against the same properties.
@@ -33,7 +37,7 @@
 //! counterexamples when a path revisits a state or joins another path. The blackout of part (b) is
 //! exactly such a case: the host keeps running (issuing and completing accesses, in cycles) while
 //! the hypervisor waits for ever, so no terminal state shows it. [`explorer`] is a breadth-first
-//! search over states remembered by a 64-bit hash, with parent links for shortest
+//! search over states remembered exactly (see *Visited states* below), with parent links for shortest
 //! counterexamples, followed by a liveness pass over the explored graph: every reachable state must
 //! be able to reach a goal state (the donation completes; every role finishes); a state that cannot
 //! is a deadlock or blackout, reported with the path to it. Random walks cover bounds too large to
@@ -61,18 +65,73 @@
 //!   then ends `Timeout`, and nothing else may change.
 //! - **Fairness (liveness).** Part (c)/(d): from every reachable state, a state with no CPU inside a
 //!   role must be reachable through *fair* moves alone: a CPU inside a role keeps stepping, a CPU at
-//!   the lower EL takes a pending FIQ, a per-core timeout of part (d) expires. An off or suspended
+//!   the lower EL takes a pending FIQ (taking one that overtook the request counter, with a
+//!   wrong SGI barrier, counts too), a per-core timeout of part (d) expires. An off or suspended
 //!   CPU may stay so for ever, nothing forces a new call or power transition, and the own protocol's
 //!   deadline is not counted on (liveness must hold without it). Parts (a)/(b): every move is fair
 //!   (the adversarial host's mask is what makes liveness meaningful there).
-//! - **Hashes.** Visited states are keyed by two independent 64-bit hashes (SipHash-1-3 and FNV-1a):
-//!   a lost state needs both to collide (≈ n²/2¹²⁹, below 10⁻²⁴ at our sizes), so "exhaustive" holds
-//!   with that caveat only.
+//! - **Visited states.** Remembered exactly by default: each state's full encoding (every field
+//!   its `Hash` writes, enum discriminants and collection lengths included, integers as LEB128
+//!   varints), so no two states are ever confused and "exhaustive" needs no caveat. Every
+//!   exhaustive run fits: the largest, `c-3cpus-repeated`, holds 6.8 million states in about
+//!   1.2 GiB. `cargo xtask model --fingerprints` remembers two independent 64-bit hashes instead
+//!   (SipHash-1-3 and FNV-1a, 16 bytes a state; a state is lost only if both collide, about
+//!   n²/2¹²⁹); a test checks both modes find the same states.
+//! - **Mixed systems (part (a)).** `ErratumConfig::unaffected` makes some CPUs correct: their
+//!   accesses complete with the hypervisor's `TLBI` + `DSB ISH`; the real caller sends them no SGI
+//!   and they need none. An affected CPU the caller skipped keeps its accesses in flight past the
+//!   call: a P1/P2 counterexample (mutant `rendezvous_scan_skips_last_cpu`).
+//! - **CPU numbers across two words (part (c)).** `c-cpus-across-two-words` runs the real roles
+//!   with `CpuSet<2>` on a machine numbering 72 CPUs of which 0, 64 and 65 are present: the others
+//!   never booted, their records read `Off` and nobody writes them, so the harness merges a scan's
+//!   read of one into the step before (it commutes with every other step) and the state stays the
+//!   size of the three CPUs.
 //! - **The monitor's atomic memory** is not explored here (this harness uses `CellRendezvousMemory`,
 //!   sequentially consistent): `crates/rendezvous/tests/loom.rs` explores `AtomicRendezvousMemory`
-//!   under the C11 model with `loom` (`cargo xtask model --loom`).
+//!   under the C11 model with `loom` (`cargo xtask model --loom`), with 2 and 3 CPUs.
 //! - **Mutation score.** [`mutants`] lists bugs seeded in the library crates behind
 //!   `cfg(mutant = ...)`; `cargo xtask model --mutants` runs the checker once per mutant.
+//!
+//! # The erratum's assumptions, next to the notice's wording
+//!
+//! BRIEF §1 words Arm's notice: *"when one CPU does `TLBI` + `DSB`, the DSB can complete while
+//! another CPU still has memory accesses in flight that were issued by SME"*, and *"the only
+//! reliable fix is for every affected CPU to execute a local `DSB` (or take an exception with
+//! `SCTLR_ELx.IESB=1`) after the TLB maintenance and before the page changes hands"*. The model
+//! rests on exactly these readings, and no more:
+//!
+//! - **A1 (the fix works): a local DSB completes the CPU's own SME accesses.** A CPU that ran a
+//!   full-system, outer- or inner-shareable `DSB` covering loads and stores has no access in flight
+//!   afterwards (part (a): the firmware call lands every access of the CPUs it signals; part (c):
+//!   the DSB ends the CPU's exposure). A `DSB ISHST` completes stores only, a `DSB ISHLD` loads
+//!   only, and a `DSB NSH` completes accesses for this PE's own view only, not for the other CPUs
+//!   or the page's new owner: none of them ends exposure (`c-barrier-local-dsb-ishst`,
+//!   `-nsh`).
+//! - **A2 (the erratum is about accesses in flight): no new access through a stale entry after
+//!   `TLBI` + `DSB`.** Once the hypervisor's `TLBI IPAS2E1IS` and `TLBI VMALLE1IS` completed with
+//!   its `DSB ISH`, no host CPU issues a new access through the old translation; until then it may
+//!   (part (a), `ErratumModel::translates`). Only accesses already issued may still land.
+//! - **A3 (what "affected" means): a correct CPU's accesses are completed by the broadcast `TLBI`'s
+//!   `DSB`**, as the architecture requires; only affected CPUs need the local DSB.
+//! - **The SGI's ordering.** `ICC_SGI0R_EL1` is a system-register write, not a memory access: the
+//!   request counter's store is visible to the target when it takes the interrupt only if a `DSB`
+//!   that completes stores for the other CPUs (`DSB ISHST` or stronger) comes between them. Without
+//!   one (or with `DSB NSH`) the model lets the target take the FIQ, read the old counter and do
+//!   nothing; the caller then waits for ever (`c-barrier-no-dsb-before-sgi`). The barriers are the
+//!   `RendezvousPlatform::LOCAL_BARRIER` and `SGI_PUBLISH_BARRIER` constants; the model reads the
+//!   trait's defaults, which the monitor names (with compile-time checks that they suffice).
+//! - **Not modelled.** `SEV`/`WFE` are an event flag (a `WFE` may return at any time; `SEV` sets
+//!   every CPU's flag). The caller's own TLBIs are completed by its own `DSB ISH` before the call
+//!   (that is the recorded sequence), so the call has none of its own to complete. Caches are
+//!   coherent; `SCTLR_EL3.IESB` is not used.
+//!
+//! # Bounds
+//!
+//! Part (a)/(b): 3 CPUs, 2 pages, 2 accesses in flight and 3 issued per CPU, exhaustive; 4 CPUs × 4
+//! accesses by 20,000 random walks. Part (c): up to 3 CPUs exhaustive with 2 calls and 2 power
+//! transitions per CPU, 4 CPUs by 20,000 random walks (400 steps each); 2 CPUs for the barrier
+//! scenarios. The monitor's atomic memory under the C11 model (`loom`): 2 CPUs in four tests and
+//! 3 CPUs in one, no preemption bound (`crates/rendezvous/tests/loom.rs`).
 
 #![forbid(unsafe_code)]
 
@@ -90,9 +149,10 @@ use crate::erratum::{
     CpuKind, ErratumConfig, ErratumModel, Properties, SyncMechanism, TimeoutPolicy, mitigation_for,
 };
 use crate::explorer::{Exploration, Limits, Verdict, explore, random_walks};
-use crate::recording::{RecordingError, Transition, record};
+use crate::recording::{Layout, RecordingError, Transition, record_layout};
 use crate::reference::ReferenceProtocol;
-use crate::rendezvous_model::{OwnProtocol, RendezvousConfig, RendezvousModel};
+use crate::rendezvous_model::{Barriers, OwnProtocol, RendezvousConfig, RendezvousModel};
+use rendezvous::Barrier;
 
 /// The parts of issue 5.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,6 +202,22 @@ pub enum Subject {
     },
     /// The rendezvous crate's roles.
     OwnRendezvous(RendezvousConfig),
+    /// The rendezvous crate's roles on a platform that executes other barriers than the trait's
+    /// defaults.
+    OwnRendezvousBarriers {
+        /// The bounds.
+        config: RendezvousConfig,
+        /// The barriers.
+        barriers: Barriers,
+    },
+    /// The rendezvous crate's roles on a machine of [`SPREAD_CPU_COUNT`] CPU numbers of which the
+    /// model's CPUs are `ids` (the others never booted): CPU sets of two 64-bit words.
+    SpreadRendezvous {
+        /// The bounds, per model CPU.
+        config: RendezvousConfig,
+        /// The CPU number of each model CPU.
+        ids: [usize; rendezvous_model::MAX_CPUS],
+    },
     /// TF-A's protocol as described.
     ReferenceRendezvous(RendezvousConfig),
 }
@@ -180,12 +256,22 @@ pub fn run(scenario: &Scenario, limits: Limits) -> Result<ScenarioResult, Record
             call_made,
             config,
         } => {
-            let recording = record(*transition, mitigation_for(*call_made))?;
+            let recording = record_layout(*transition, config.layout, mitigation_for(*call_made))?;
             let model = ErratumModel::new(recording, *config);
             search(&model, scenario, limits)
         }
         Subject::OwnRendezvous(config) => {
-            let model = RendezvousModel::new(OwnProtocol, config.clone());
+            let model = RendezvousModel::new(OwnProtocol::DENSE, config.clone());
+            search(&model, scenario, limits)
+        }
+        Subject::OwnRendezvousBarriers { config, barriers } => {
+            let protocol = OwnProtocol::DENSE.with_barriers(*barriers);
+            let model = RendezvousModel::new(protocol, config.clone());
+            search(&model, scenario, limits)
+        }
+        Subject::SpreadRendezvous { config, ids } => {
+            let protocol = OwnProtocol::<SPREAD_CPU_COUNT, 2>::sparse(*ids, SPREAD_CPU_COUNT);
+            let model = RendezvousModel::new(protocol, config.clone());
             search(&model, scenario, limits)
         }
         Subject::ReferenceRendezvous(config) => {
@@ -209,6 +295,9 @@ fn search<M: explorer::Model>(model: &M, scenario: &Scenario, limits: Limits) ->
     }
 }
 
+/// The CPU numbers of the spread scenario's machine (its CPU sets need two 64-bit words).
+pub const SPREAD_CPU_COUNT: usize = 72;
+
 /// The bounds of the exhaustive erratum scenarios: 3 CPUs, 2 pages, 2 accesses in flight per CPU,
 /// 3 issued per CPU in all.
 pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumConfig {
@@ -219,6 +308,8 @@ pub fn erratum_bounds(cpu_kind: CpuKind, mechanism: SyncMechanism) -> ErratumCon
         mechanism,
         properties: Properties::Both,
         failures: matches!(mechanism, SyncMechanism::El3Rendezvous),
+        layout: Layout::SameBlock,
+        unaffected: 0,
     }
 }
 
@@ -323,6 +414,95 @@ pub fn catalogue() -> Vec<Scenario> {
                 search: Search::Exhaustive,
             });
         }
+    }
+    // The other recordings: level-3 mappings invalidated by page, a range across two blocks, a
+    // whole 2 MiB block.
+    for layout in [
+        Layout::PageMappings,
+        Layout::AcrossBlocks,
+        Layout::WholeBlock,
+    ] {
+        for transition in [
+            Transition::HostDonatesToGuest,
+            Transition::HostDonatesToHypervisor,
+        ] {
+            let slug = transition_slug(transition);
+            let variants = [
+                (
+                    "affected-no-call",
+                    CpuKind::Affected,
+                    false,
+                    Verdict::SafetyViolation,
+                ),
+                (
+                    "affected-with-call",
+                    CpuKind::Affected,
+                    true,
+                    Verdict::Holds,
+                ),
+                ("correct-no-call", CpuKind::Correct, false, Verdict::Holds),
+            ];
+            for (variant, cpu_kind, call_made, expected) in variants {
+                let mut config = erratum_bounds(cpu_kind, SyncMechanism::El3Rendezvous);
+                config.layout = layout;
+                scenarios.push(Scenario {
+                    part: Part::Erratum,
+                    name: format!("a-{slug}{}-{variant}", layout.slug()),
+                    description: format!(
+                        "{} ({}): {variant}",
+                        transition.name(),
+                        layout.describe()
+                    ),
+                    expected,
+                    subject: Subject::Erratum {
+                        transition,
+                        call_made,
+                        config,
+                    },
+                    search: Search::Exhaustive,
+                });
+            }
+        }
+    }
+    // Mixed systems: an unaffected CPU gets no SGI and needs none; an affected one does.
+    let mixed = [
+        (
+            "a-donate-guest-mixed-with-call",
+            "CPU1 unaffected, CPU2 affected, firmware call (CPU2 alone gets the SGI)",
+            0b010,
+            true,
+            Verdict::Holds,
+        ),
+        (
+            "a-donate-guest-mixed-no-call",
+            "CPU1 unaffected, CPU2 affected, no firmware call",
+            0b010,
+            false,
+            Verdict::SafetyViolation,
+        ),
+        (
+            "a-donate-guest-mixed-last-unaffected-with-call",
+            "CPU1 affected, CPU2 unaffected, firmware call (CPU1 alone gets the SGI)",
+            0b100,
+            true,
+            Verdict::Holds,
+        ),
+    ];
+    for (name, description, unaffected, call_made, expected) in mixed {
+        let mut config = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
+        config.unaffected = unaffected;
+        scenarios.push(Scenario {
+            part: Part::Erratum,
+            name: name.into(),
+            description: format!("host donates 2 pages to a guest: {description}"),
+            expected,
+            subject: Subject::Erratum {
+                transition: Transition::HostDonatesToGuest,
+                call_made,
+                config,
+            },
+            search: Search::Exhaustive,
+        });
     }
     let mut loads_only = erratum_bounds(CpuKind::Affected, SyncMechanism::El3Rendezvous);
     loads_only.properties = Properties::LoadsOnly;
@@ -451,6 +631,97 @@ pub fn catalogue() -> Vec<Scenario> {
             description: description.into(),
             expected: Verdict::Holds,
             subject: Subject::OwnRendezvous(config),
+            search: Search::Exhaustive,
+        });
+    }
+    scenarios.push(Scenario {
+        part: Part::Rendezvous,
+        name: "c-cpus-across-two-words".into(),
+        description: "rendezvous crate: CPUs 0, 64 and 65 of 72 (CPU sets of two words); \
+                      callers on CPUs 0 and 64, CPU 65 goes off once and powers on"
+            .into(),
+        expected: Verdict::Holds,
+        subject: Subject::SpreadRendezvous {
+            config: RendezvousConfig {
+                affected: vec![true; 3],
+                calls: vec![1, 1, 0],
+                leaves: vec![0, 0, 1],
+                leave_kinds: vec![Inactivity::Off],
+                timeouts: false,
+                deadlines: false,
+            },
+            ids: [0, 64, 65, 66],
+        },
+        search: Search::Exhaustive,
+    });
+    // Each barrier with its architectural effect: a wrong one is a counterexample.
+    let two_cpus = RendezvousConfig {
+        affected: vec![true; 2],
+        calls: vec![1, 1],
+        leaves: vec![0, 1],
+        leave_kinds: vec![Inactivity::Off],
+        timeouts: false,
+        deadlines: false,
+    };
+    let barrier_variants = [
+        (
+            "c-barrier-local-dsb-ish",
+            "local DSB ISH (inner shareable, loads and stores): enough",
+            Barriers {
+                local: Barrier::ISH,
+                ..Barriers::PLATFORM
+            },
+            Verdict::Holds,
+        ),
+        (
+            "c-barrier-local-dsb-ishst",
+            "local DSB ISHST (stores only): loads stay in flight",
+            Barriers {
+                local: Barrier::ISHST,
+                ..Barriers::PLATFORM
+            },
+            Verdict::SafetyViolation,
+        ),
+        (
+            "c-barrier-local-dsb-nsh",
+            "local DSB NSH (this PE only): other observers not waited for",
+            Barriers {
+                local: Barrier::NSH,
+                ..Barriers::PLATFORM
+            },
+            Verdict::SafetyViolation,
+        ),
+        (
+            "c-barrier-no-dsb-before-sgi",
+            "no barrier before the ICC_SGI0R_EL1 write: the target may read the old counter",
+            Barriers {
+                sgi_publish: None,
+                ..Barriers::PLATFORM
+            },
+            Verdict::LivenessViolation,
+        ),
+        (
+            "c-barrier-dsb-nsh-before-sgi",
+            "DSB NSH before the SGI: the counter store need not be visible to the target",
+            Barriers {
+                sgi_publish: Some(Barrier::NSH),
+                ..Barriers::PLATFORM
+            },
+            Verdict::LivenessViolation,
+        ),
+    ];
+    for (name, description, barriers, expected) in barrier_variants {
+        scenarios.push(Scenario {
+            part: Part::Rendezvous,
+            name: name.into(),
+            description: format!(
+                "rendezvous crate, 2 CPUs, a call each, CPU1 goes off once: {description}"
+            ),
+            expected,
+            subject: Subject::OwnRendezvousBarriers {
+                config: two_cpus.clone(),
+                barriers,
+            },
             search: Search::Exhaustive,
         });
     }

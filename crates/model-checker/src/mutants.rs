@@ -70,6 +70,40 @@ pub const MUTANTS: &[Mutant] = &[
         suite: Suite::Model,
     },
     Mutant {
+        name: "cpu_set_mask_by_cpu_number",
+        krate: "rendezvous",
+        breaks: "CpuSet beyond 64 CPUs: a search from inside a later word masks by the CPU number, \
+                 so CPU 65 is skipped after CPU 64 (no SGI, not waited for)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_scan_skips_last_cpu",
+        krate: "rendezvous",
+        breaks: "targets: the caller's scan never reads the last CPU's record (an affected last CPU \
+                 gets no SGI; harmless when it is unaffected)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_local_barrier_ishst",
+        krate: "rendezvous",
+        breaks: "barrier kind: the local barrier is DSB ISHST (stores only; SME loads stay in \
+                 flight)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_local_barrier_nsh",
+        krate: "rendezvous",
+        breaks: "barrier domain: the local barrier is DSB NSH (completes for this PE only)",
+        suite: Suite::Model,
+    },
+    Mutant {
+        name: "rendezvous_no_sgi_barrier",
+        krate: "rendezvous",
+        breaks: "SGI ordering: no barrier before the ICC_SGI0R_EL1 write (the target may read the \
+                 old request counter)",
+        suite: Suite::Model,
+    },
+    Mutant {
         name: "mem_protect_ignores_call_failure",
         krate: "mem-protect",
         breaks: "rollback: a failed firmware call is treated as success",

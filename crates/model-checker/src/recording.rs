@@ -66,6 +66,72 @@ impl Transition {
     }
 }
 
+/// How the model pages sit in the host's stage-2 when the transition starts, and so which
+/// mappings the real code breaks and at which level it invalidates them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// Pages 0 and 1 of one 2 MiB block the host mapped as a block on demand: the block is split
+    /// and invalidated at level 2.
+    SameBlock,
+    /// Pages 0 and 1 mapped as 4 KiB pages (level 3): another page of the block went to the
+    /// hypervisor first, so the host's faults mapped pages; each is invalidated by page.
+    PageMappings,
+    /// The last page of one 2 MiB block and the first of the next: the range crosses two blocks.
+    /// The first is mapped as a block; the second holds the hypervisor's memory, so the host's
+    /// fault maps a 4 KiB page there (one level-2 and one level-3 invalidation).
+    AcrossBlocks,
+    /// A whole 2 MiB block (512 pages) mapped as a block and transferred as one; the model follows
+    /// its first and last pages.
+    WholeBlock,
+}
+
+impl Layout {
+    /// Every layout.
+    pub const ALL: [Self; 4] = [
+        Self::SameBlock,
+        Self::PageMappings,
+        Self::AcrossBlocks,
+        Self::WholeBlock,
+    ];
+
+    /// The physical address of each model page.
+    pub fn pages(self) -> [u64; MODEL_PAGES] {
+        match self {
+            Self::SameBlock | Self::PageMappings => [page(0), page(1)],
+            Self::AcrossBlocks => [page(511), page(512)],
+            Self::WholeBlock => [page(0), page(511)],
+        }
+    }
+
+    /// Pages the transition covers, from the first model page.
+    fn page_count(self) -> u64 {
+        match self {
+            Self::WholeBlock => 512,
+            _ => 2,
+        }
+    }
+
+    /// A short name for scenario names.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::SameBlock => "",
+            Self::PageMappings => "-l3",
+            Self::AcrossBlocks => "-across-blocks",
+            Self::WholeBlock => "-2m-block",
+        }
+    }
+
+    /// In words.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SameBlock => "2 pages of one 2 MiB block mapping",
+            Self::PageMappings => "2 pages mapped at level 3 (4 KiB), invalidated by page",
+            Self::AcrossBlocks => "2 pages across two 2 MiB blocks (a block and a page mapping)",
+            Self::WholeBlock => "a whole 2 MiB block mapping (512 pages)",
+        }
+    }
+}
+
 /// What the host's stage-2 says about a model page, read with `Stage2Table::walk`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum HostMapping {
@@ -303,13 +369,13 @@ fn views<P: stage2::TablePool>(
 ) -> [PageView; MODEL_PAGES] {
     core::array::from_fn(|index| PageView {
         host: HostMapping::of(machine.host_stage2().walk(pages[index])),
-        owner: owner_access(machine, new_owner, pages[index], guest_page(index)),
+        owner: owner_access(
+            machine,
+            new_owner,
+            pages[index],
+            pages[index].saturating_sub(pages[0]),
+        ),
     })
-}
-
-/// The guest address of model page `index` (the transitions map model page `i` at guest page `i`).
-fn guest_page(index: usize) -> u64 {
-    u64::try_from(index).unwrap_or(0) * PAGE_SIZE
 }
 
 /// Builds a fresh machine, brings the model pages into the state the transition starts from, runs
@@ -317,6 +383,7 @@ fn guest_page(index: usize) -> u64 {
 /// given, and returns what the tables say then.
 fn run_once(
     transition: Transition,
+    layout: Layout,
     mitigation: ErratumMitigation,
     firmware_fails: bool,
     stop_at: Option<usize>,
@@ -324,7 +391,7 @@ fn run_once(
     let mut host_tables: Box<[TablePage]> = (0..32).map(|_| TablePage::ZEROED).collect();
     let mut guest_tables: Box<[TablePage]> = (0..16).map(|_| TablePage::ZEROED).collect();
     let mut hypervisor_bits = vec![0u8; HypervisorPages::bytes_needed(DRAM.end - DRAM.start)];
-    let layout = MemoryLayout {
+    let memory_layout = MemoryLayout {
         dram: DRAM,
         hypervisor: HYPERVISOR,
         forbidden: &FORBIDDEN,
@@ -342,7 +409,7 @@ fn run_once(
     let mut machine = setup(
         "MemProtect::new",
         MemProtect::new(
-            layout,
+            memory_layout,
             geometry,
             PagePool::new(&mut host_tables),
             &mut hypervisor_bits,
@@ -350,8 +417,17 @@ fn run_once(
             RecordingPlatform::default(),
         ),
     )?;
-    let pages = [page(0), page(1)];
-    // The host touches both pages first: its stage-2 maps them on demand (a 2 MiB block).
+    let pages = layout.pages();
+    if layout == Layout::PageMappings {
+        // Another page of the block goes to the hypervisor first: the host's stage-2 can no
+        // longer map the block as a whole, so the faults below map 4 KiB pages.
+        setup(
+            "host_donate_hypervisor (split)",
+            machine.host_donate_hypervisor(page(8), 1),
+        )?;
+    }
+    // The host touches the pages first: its stage-2 maps them on demand (a 2 MiB block each,
+    // or pages).
     for address in pages {
         machine.handle_host_fault(address);
     }
@@ -384,7 +460,13 @@ fn run_once(
     machine.platform_mut().firmware_fails = firmware_fails;
     machine.platform_mut().stop_at = stop_at;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        run_transition(&mut machine, transition, new_owner, pages)
+        run_transition(
+            &mut machine,
+            transition,
+            new_owner,
+            pages[0],
+            layout.page_count(),
+        )
     }));
     let result = match outcome {
         Ok(result) => Some(result),
@@ -410,16 +492,17 @@ fn run_transition<P: stage2::TablePool>(
     machine: &mut MemProtect<'_, P, RecordingPlatform>,
     transition: Transition,
     new_owner: Component,
-    pages: [u64; MODEL_PAGES],
+    first: u64,
+    count: u64,
 ) -> Result<(), MemProtectError> {
     match (transition, new_owner) {
         (Transition::HostDonatesToGuest, Component::Guest(vm)) => {
-            machine.host_donate_guest(vm, pages[0], 0, 2)
+            machine.host_donate_guest(vm, first, 0, count)
         }
         (Transition::GuestUnsharesPage, Component::Guest(vm)) => {
             machine.guest_unshare_host(vm, 0).map(|_| ())
         }
-        _ => machine.host_donate_hypervisor(pages[0], 2),
+        _ => machine.host_donate_hypervisor(first, count),
     }
 }
 
@@ -427,13 +510,14 @@ fn run_transition<P: stage2::TablePool>(
 /// the tables as they were at each call.
 fn run_with_views(
     transition: Transition,
+    layout: Layout,
     mitigation: ErratumMitigation,
     firmware_fails: bool,
 ) -> Result<(PartialRun, Run), RecordingError> {
-    let full = run_once(transition, mitigation, firmware_fails, None)?;
+    let full = run_once(transition, layout, mitigation, firmware_fails, None)?;
     let mut views = Vec::with_capacity(full.steps.len() + 1);
     for stop in 0..full.steps.len() {
-        let stopped = run_once(transition, mitigation, firmware_fails, Some(stop))?;
+        let stopped = run_once(transition, layout, mitigation, firmware_fails, Some(stop))?;
         if stopped.result.is_some() || full.steps.get(..stop) != Some(&stopped.steps[..]) {
             return Err(RecordingError::RunsDiverge);
         }
@@ -449,13 +533,23 @@ fn run_with_views(
     Ok((full, run))
 }
 
-/// Records `transition` as the real code runs it under `mitigation`.
+/// Records `transition` of two pages of one 2 MiB block ([`Layout::SameBlock`]) as the real code
+/// runs it under `mitigation`.
 pub fn record(
     transition: Transition,
     mitigation: ErratumMitigation,
 ) -> Result<RecordedTransition, RecordingError> {
-    let (full, success) = run_with_views(transition, mitigation, false)?;
-    let (_, failure) = run_with_views(transition, mitigation, true)?;
+    record_layout(transition, Layout::SameBlock, mitigation)
+}
+
+/// Records `transition` with the model pages laid out as `layout`.
+pub fn record_layout(
+    transition: Transition,
+    layout: Layout,
+    mitigation: ErratumMitigation,
+) -> Result<RecordedTransition, RecordingError> {
+    let (full, success) = run_with_views(transition, layout, mitigation, false)?;
+    let (_, failure) = run_with_views(transition, layout, mitigation, true)?;
     let call = success
         .steps
         .iter()
@@ -467,7 +561,7 @@ pub fn record(
     Ok(RecordedTransition {
         transition,
         mitigation,
-        pages: [page(0), page(1)],
+        pages: layout.pages(),
         before: full.before,
         before_views: full.before_views,
         success,

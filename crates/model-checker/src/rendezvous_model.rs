@@ -30,8 +30,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 
 use rendezvous::{
-    Action, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, Inactivity, JoinRole,
-    LeaveRole, Progress, RendezvousPlatform, ResponderRole, WorkaroundOutcome,
+    Action, Barrier, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, Inactivity,
+    JoinRole, LeaveRole, Progress, RendezvousPlatform, ResponderRole, WorkaroundOutcome,
 };
 
 use crate::explorer::Model;
@@ -71,6 +71,19 @@ pub trait Protocol {
     fn join(&self, memory: &Self::Memory, cpu: usize, affected: bool) -> Self::Role;
     /// What the next step does (`None`: finished).
     fn next_action(&self, role: &Self::Role) -> Option<Action>;
+    /// The CPU number of each model CPU (default: model CPU `k` is CPU `k`).
+    fn cpu_ids(&self) -> [usize; MAX_CPUS] {
+        core::array::from_fn(|cpu| cpu)
+    }
+    /// The barriers the platform executes (default: the trait's defaults).
+    fn barriers(&self) -> Barriers {
+        Barriers::PLATFORM
+    }
+    /// Whether the next step touches nothing another CPU ever writes or reads, so that the harness
+    /// may take it together with the step before (default: no).
+    fn invisible(&self, _role: &Self::Role) -> bool {
+        false
+    }
     /// Performs one step.
     fn step<P: RendezvousPlatform>(
         &self,
@@ -94,14 +107,78 @@ pub trait Protocol {
 }
 
 /// The project's own protocol: the `rendezvous` crate's roles over [`CellRendezvousMemory`].
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OwnProtocol;
+///
+/// `SLOTS` is the memory's CPU capacity and `WORDS` the callers' `CpuSet` width. The model's CPU
+/// `k` is the CPU numbered `ids[k]`: [`OwnProtocol::DENSE`] numbers them 0..4 in one 64-bit word;
+/// [`OwnProtocol::sparse`] spreads a few present CPUs over a larger machine (e.g. 0, 1, 64, 65 of
+/// 72), so that the roles' CPU sets span two words while the explored state stays the size of the
+/// present CPUs (the other CPU numbers never booted: their records read `Off` and nobody writes
+/// them).
+#[derive(Clone, Copy, Debug)]
+pub struct OwnProtocol<const SLOTS: usize = MAX_CPUS, const WORDS: usize = 1> {
+    ids: [usize; MAX_CPUS],
+    cpu_count: usize,
+    barriers: Barriers,
+}
+
+/// The barriers a platform executes: `local_dsb`'s, and the one before the SGI (`None`: none).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Barriers {
+    /// [`RendezvousPlatform::LOCAL_BARRIER`].
+    pub local: Barrier,
+    /// [`RendezvousPlatform::SGI_PUBLISH_BARRIER`].
+    pub sgi_publish: Option<Barrier>,
+}
+
+impl Barriers {
+    /// The trait's defaults (what a platform that names no barrier runs; the monitor names these).
+    pub const PLATFORM: Self = Self {
+        local: <NullPlatform as RendezvousPlatform>::LOCAL_BARRIER,
+        sgi_publish: <NullPlatform as RendezvousPlatform>::SGI_PUBLISH_BARRIER,
+    };
+}
+
+impl OwnProtocol {
+    /// CPUs 0..4 of a machine of at most [`MAX_CPUS`] (the memory's CPU count is the model's).
+    pub const DENSE: Self = Self {
+        ids: [0, 1, 2, 3],
+        cpu_count: 0,
+        barriers: Barriers::PLATFORM,
+    };
+}
+
+impl Default for OwnProtocol {
+    fn default() -> Self {
+        Self::DENSE
+    }
+}
+
+impl<const SLOTS: usize, const WORDS: usize> OwnProtocol<SLOTS, WORDS> {
+    /// The model's CPUs are CPUs `ids` of a machine numbering `cpu_count` CPUs (at most `SLOTS`);
+    /// the others are never booted.
+    pub const fn sparse(ids: [usize; MAX_CPUS], cpu_count: usize) -> Self {
+        Self {
+            ids,
+            cpu_count,
+            barriers: Barriers::PLATFORM,
+        }
+    }
+
+    /// The same protocol on a platform that executes `barriers`.
+    pub const fn with_barriers(self, barriers: Barriers) -> Self {
+        Self { barriers, ..self }
+    }
+
+    fn id(&self, cpu: usize) -> CpuIndex {
+        CpuIndex::new(self.ids.get(cpu).copied().unwrap_or(cpu))
+    }
+}
 
 /// A role of the `rendezvous` crate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OwnRole {
+pub enum OwnRole<const WORDS: usize = 1> {
     /// [`CallerRole`].
-    Caller(CallerRole<1>),
+    Caller(CallerRole<WORDS>),
     /// [`ResponderRole`].
     Responder(ResponderRole),
     /// [`LeaveRole`].
@@ -112,50 +189,57 @@ pub enum OwnRole {
     Refused,
 }
 
-impl Protocol for OwnProtocol {
-    type Memory = CellRendezvousMemory<MAX_CPUS>;
-    type Role = OwnRole;
+impl<const SLOTS: usize, const WORDS: usize> Protocol for OwnProtocol<SLOTS, WORDS> {
+    type Memory = CellRendezvousMemory<SLOTS>;
+    type Role = OwnRole<WORDS>;
 
     fn name(&self) -> &'static str {
         "rendezvous crate"
     }
 
     fn booted_memory(&self, affected: &[bool]) -> Self::Memory {
-        let memory = CellRendezvousMemory::new(affected.len());
+        let cpu_count = if self.cpu_count == 0 {
+            affected.len()
+        } else {
+            self.cpu_count
+        };
+        let memory = CellRendezvousMemory::new(cpu_count);
         let mut platform = NullPlatform;
         for (cpu, &is_affected) in affected.iter().enumerate() {
             // The boot join is the real one; its effects on the harness do not matter here (every
             // CPU then starts exposed at the lower EL).
-            let _ = rendezvous::join_active_set(
-                &memory,
-                &mut platform,
-                CpuIndex::new(cpu),
-                is_affected,
-            );
+            let _ = rendezvous::join_active_set(&memory, &mut platform, self.id(cpu), is_affected);
         }
         memory
     }
 
-    fn caller(&self, memory: &Self::Memory, cpu: usize) -> OwnRole {
+    fn cpu_ids(&self) -> [usize; MAX_CPUS] {
+        self.ids
+    }
+
+    fn barriers(&self) -> Barriers {
+        self.barriers
+    }
+
+    fn caller(&self, memory: &Self::Memory, cpu: usize) -> Self::Role {
         // Tick 1: the harness's clock reads 0 until the model lets the deadline pass, then 1.
-        CallerRole::new(memory, CpuIndex::new(cpu), Deadline::at(1))
+        CallerRole::new(memory, self.id(cpu), Deadline::at(1))
             .map_or(OwnRole::Refused, OwnRole::Caller)
     }
 
-    fn responder(&self, memory: &Self::Memory, cpu: usize) -> OwnRole {
-        ResponderRole::new(memory, CpuIndex::new(cpu)).map_or(OwnRole::Refused, OwnRole::Responder)
+    fn responder(&self, memory: &Self::Memory, cpu: usize) -> Self::Role {
+        ResponderRole::new(memory, self.id(cpu)).map_or(OwnRole::Refused, OwnRole::Responder)
     }
 
-    fn leave(&self, memory: &Self::Memory, cpu: usize, inactivity: Inactivity) -> OwnRole {
-        LeaveRole::new(memory, CpuIndex::new(cpu), inactivity)
-            .map_or(OwnRole::Refused, OwnRole::Leave)
+    fn leave(&self, memory: &Self::Memory, cpu: usize, inactivity: Inactivity) -> Self::Role {
+        LeaveRole::new(memory, self.id(cpu), inactivity).map_or(OwnRole::Refused, OwnRole::Leave)
     }
 
-    fn join(&self, memory: &Self::Memory, cpu: usize, affected: bool) -> OwnRole {
-        JoinRole::new(memory, CpuIndex::new(cpu), affected).map_or(OwnRole::Refused, OwnRole::Join)
+    fn join(&self, memory: &Self::Memory, cpu: usize, affected: bool) -> Self::Role {
+        JoinRole::new(memory, self.id(cpu), affected).map_or(OwnRole::Refused, OwnRole::Join)
     }
 
-    fn next_action(&self, role: &OwnRole) -> Option<Action> {
+    fn next_action(&self, role: &Self::Role) -> Option<Action> {
         match role {
             OwnRole::Caller(role) => role.next_action(),
             OwnRole::Responder(role) => role.next_action(),
@@ -165,9 +249,18 @@ impl Protocol for OwnProtocol {
         }
     }
 
+    fn invisible(&self, role: &Self::Role) -> bool {
+        // A scan's read of a CPU number that never booted: nobody ever writes its record, so the
+        // read commutes with every other step (merging it into the step before loses nothing).
+        matches!(
+            self.next_action(role),
+            Some(Action::LoadCpuRecord(cpu)) if !self.ids.contains(&cpu.get())
+        )
+    }
+
     fn step<P: RendezvousPlatform>(
         &self,
-        role: &mut OwnRole,
+        role: &mut Self::Role,
         memory: &mut Self::Memory,
         platform: &mut P,
     ) {
@@ -189,7 +282,7 @@ impl Protocol for OwnProtocol {
         }
     }
 
-    fn request(&self, role: &OwnRole) -> Option<u64> {
+    fn request(&self, role: &Self::Role) -> Option<u64> {
         use rendezvous::CallerState;
         let OwnRole::Caller(caller) = role else {
             return None;
@@ -211,7 +304,7 @@ impl Protocol for OwnProtocol {
         }
     }
 
-    fn outcome(&self, role: &OwnRole) -> Option<CallOutcome> {
+    fn outcome(&self, role: &Self::Role) -> Option<CallOutcome> {
         let OwnRole::Caller(caller) = role else {
             return None;
         };
@@ -227,7 +320,7 @@ impl Protocol for OwnProtocol {
         memory.load_request_counter()
     }
 
-    fn expire(&self, _: &OwnRole) -> Option<OwnRole> {
+    fn expire(&self, _: &Self::Role) -> Option<Self::Role> {
         // Deadline::NEVER: the monitor's deadline is not modelled (S4 says it is never needed).
         None
     }
@@ -297,6 +390,9 @@ pub struct Cpu<R> {
     pub affected: bool,
     /// The rendezvous SGI is pending.
     pub sgi_pending: bool,
+    /// The pending SGI was sent without a barrier that made the sender's stores visible first: the
+    /// handler may read the request counter from before the request.
+    pub sgi_early: bool,
     /// Its event register (for `WFE`).
     pub event: bool,
     /// Ran lower-EL code since its last DSB.
@@ -372,6 +468,9 @@ pub enum Move {
     DeadlinePasses,
     /// At the lower EL: take the pending FIQ.
     TakeFiq,
+    /// At the lower EL: take a pending FIQ that overtook the sender's stores: the handler reads the
+    /// request counter from before the request and has nothing to do.
+    TakeFiqEarly,
     /// At the lower EL: SMC `0x81000010`.
     Call,
     /// At the lower EL: a PSCI call that makes the CPU inactive.
@@ -429,6 +528,10 @@ impl<P: Protocol> RendezvousModel<P> {
 /// The platform the roles see: the harness's CPUs.
 struct HarnessPlatform<'a, R> {
     me: usize,
+    /// The CPU number of each model CPU.
+    ids: [usize; MAX_CPUS],
+    /// The barriers the platform executes.
+    barriers: Barriers,
     cpus: &'a mut [Cpu<R>; MAX_CPUS],
     open: &'a mut BTreeMap<u64, u8>,
     broken: &'a mut Option<RendezvousViolation>,
@@ -438,11 +541,24 @@ impl<R> RendezvousPlatform for HarnessPlatform<'_, R> {
     fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
         let request = self.cpus[self.me].request;
         for target in targets.iter() {
-            let index = target.get();
+            // An SGI to a CPU number the model does not hold reaches no CPU of the model.
+            let Some(index) = self.ids.iter().position(|&id| id == target.get()) else {
+                continue;
+            };
             let Some(cpu) = self.cpus.get_mut(index) else {
                 continue;
             };
             cpu.sgi_pending = true;
+            // `ICC_SGI0R_EL1` is a system register write, not a memory access: without a barrier
+            // that completes the earlier stores for the other CPUs (`DSB ISHST` or stronger), the
+            // interrupt may arrive before the new request counter is visible.
+            if !self
+                .barriers
+                .sgi_publish
+                .is_some_and(Barrier::suffices_before_sgi)
+            {
+                cpu.sgi_early = true;
+            }
             let in_standby = cpu.place_is_retention();
             if in_standby && request > cpu.standby_since && self.broken.is_none() {
                 *self.broken = Some(RendezvousViolation::RetentionWoken {
@@ -454,6 +570,13 @@ impl<R> RendezvousPlatform for HarnessPlatform<'_, R> {
     }
 
     fn local_dsb(&mut self) {
+        // Exposure ends only with a DSB that completes this CPU's loads *and* stores for the other
+        // CPUs: `DSB ISHST` leaves loads in flight (a late load reads the new owner's data), `DSB
+        // ISHLD` stores (a late store lands in the new owner's page), `DSB NSH` waits for this PE's
+        // view only.
+        if !self.barriers.local.suffices_as_local_barrier() {
+            return;
+        }
         let me = self.me;
         self.cpus[me].exposed = false;
         self.cpus[me].dsb_since_join = true;
@@ -570,6 +693,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             },
             affected: self.config.affected.get(cpu).copied().unwrap_or(false),
             sgi_pending: false,
+            sgi_early: false,
             event: false,
             exposed: cpu < self.cpu_count(),
             dsb_since_join: true,
@@ -614,6 +738,9 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 Place::LowerEl => {
                     if this.sgi_pending {
                         push(Move::TakeFiq);
+                        if this.sgi_early {
+                            push(Move::TakeFiqEarly);
+                        }
                     }
                     if this.calls_left > 0 {
                         push(Move::Call);
@@ -647,11 +774,16 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                     } = &mut next;
                     let mut platform = HarnessPlatform {
                         me: cpu,
+                        ids: self.protocol.cpu_ids(),
+                        barriers: self.protocol.barriers(),
                         cpus,
                         open,
                         broken,
                     };
                     self.protocol.step(task.role_mut(), memory, &mut platform);
+                    while self.protocol.invisible(task.role()) {
+                        self.protocol.step(task.role_mut(), memory, &mut platform);
+                    }
                 }
                 if action_taken == Some(Action::IncrementRequestCounter)
                     && let Some(request) = self.protocol.request(task.role())
@@ -678,8 +810,13 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 // A waiting caller is woken by its timer event stream and reads the clock.
                 next.cpus[cpu].event = true;
             }
+            Move::TakeFiqEarly => {
+                next.cpus[cpu].sgi_pending = false;
+                next.cpus[cpu].sgi_early = false;
+            }
             Move::TakeFiq => {
                 next.cpus[cpu].sgi_pending = false;
+                next.cpus[cpu].sgi_early = false;
                 let role = self.protocol.responder(&next.memory, cpu);
                 next.cpus[cpu].place = Place::InRole(Task::Answer(role));
                 self.finish_if_done(&mut next, cpu);
@@ -752,10 +889,14 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
     /// (EL1/EL2 cannot mask it), and a per-core timeout (part (d)) expires. An off or suspended CPU
     /// may stay so for ever, and nothing obliges a CPU to make a call or change power state.
     fn fair(&self, action: &CpuMove) -> bool {
-        matches!(action.movement, Move::Step | Move::TakeFiq | Move::Expire)
+        matches!(
+            action.movement,
+            Move::Step | Move::TakeFiq | Move::TakeFiqEarly | Move::Expire
+        )
     }
 
     fn lanes(&self) -> Vec<String> {
+        let ids = self.protocol.cpu_ids();
         (0..self.cpu_count())
             .map(|cpu| {
                 let kind = if self.config.affected[cpu] {
@@ -763,7 +904,7 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                 } else {
                     "unaffected"
                 };
-                format!("CPU{cpu} ({kind})")
+                format!("CPU{} ({kind})", ids[cpu])
             })
             .collect()
     }
@@ -793,6 +934,8 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
                             let mut broken = None;
                             let mut platform = HarnessPlatform {
                                 me: cpu,
+                                ids: self.protocol.cpu_ids(),
+                                barriers: self.protocol.barriers(),
                                 cpus: &mut cpus,
                                 open: &mut open,
                                 broken: &mut broken,
@@ -815,6 +958,11 @@ impl<P: Protocol + Clone + Debug> Model for RendezvousModel<P> {
             Move::Expire => "per-core timeout expires".into(),
             Move::DeadlinePasses => "the clock passes the call's deadline".into(),
             Move::TakeFiq => "takes the rendezvous FIQ".into(),
+            Move::TakeFiqEarly => {
+                "takes the rendezvous FIQ before the request counter is visible: reads the old \
+                 counter, nothing to do"
+                    .into()
+            }
             Move::Call => "SMC 0x81000010 (lower-EL accesses may be in flight)".into(),
             Move::Leave(inactivity) => format!("PSCI: leaves as {inactivity:?}"),
             Move::Wake => match state.cpus[cpu].place {

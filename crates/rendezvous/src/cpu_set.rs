@@ -100,7 +100,15 @@ impl<const WORDS: usize> CpuSet<WORDS> {
         let mut word_index = from / WORD_BITS;
         let first_word = self.words.get(word_index)?;
         // Drop the bits below `from` in the first word.
+        #[cfg(not(mutant = "cpu_set_mask_by_cpu_number"))]
         let mut bits = first_word & (u64::MAX << (from % WORD_BITS));
+        // Seeded bug: the mask shifts by the CPU number, not its bit in the word, so a search
+        // that starts inside a later word skips that word.
+        #[cfg(mutant = "cpu_set_mask_by_cpu_number")]
+        let mut bits = first_word
+            & u64::MAX
+                .checked_shl(u32::try_from(from).unwrap_or(u32::MAX))
+                .unwrap_or(0);
         loop {
             if bits != 0 {
                 let bit = usize::try_from(bits.trailing_zeros()).unwrap_or(0);

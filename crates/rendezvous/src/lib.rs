@@ -272,7 +272,10 @@ pub use memory::{
 pub use outcome::{
     Action, Progress, RendezvousError, SMC_DENIED, SMC_SUCCESS, SMC_UNKNOWN, WorkaroundOutcome,
 };
-pub use platform::{Deadline, RendezvousPlatform};
+pub use platform::{
+    Barrier, BarrierDomain, BarrierKind, DEFAULT_LOCAL_BARRIER, DEFAULT_SGI_PUBLISH_BARRIER,
+    Deadline, RendezvousPlatform,
+};
 pub use roles::{
     CallerRole, CallerState, JoinRole, JoinState, LeaveRole, LeaveState, ResponderRole,
 };

@@ -2,11 +2,150 @@
 
 use crate::cpu_set::CpuSet;
 
+/// Which accesses a `DSB` waits for (Arm ARM, *Data Synchronization Barrier*: the `<option>`'s
+/// access-type part).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BarrierKind {
+    /// Loads and stores (`DSB SY`, `DSB ISH`, ...).
+    Full,
+    /// Stores only (`DSB ST`, `DSB ISHST`, ...): earlier loads may still be outstanding.
+    StoresOnly,
+    /// Loads only (`DSB LD`, `DSB ISHLD`, ...): earlier stores may still be outstanding.
+    LoadsOnly,
+}
+
+/// For which observers a `DSB` waits (the `<option>`'s shareability domain).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum BarrierDomain {
+    /// `SY`: every observer in the system.
+    FullSystem,
+    /// `OSH`: the outer shareable domain.
+    OuterShareable,
+    /// `ISH`: the inner shareable domain (every CPU of the system).
+    InnerShareable,
+    /// `NSH`: this PE only. The accesses complete for this CPU's own view; other CPUs and the new
+    /// owner of a page are not waited for.
+    NonShareable,
+}
+
+/// One `DSB <option>`: what it waits for, for which observers.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct Barrier {
+    /// Which accesses.
+    pub kind: BarrierKind,
+    /// Which observers.
+    pub domain: BarrierDomain,
+}
+
+impl Barrier {
+    /// `DSB SY`.
+    pub const SY: Self = Self::new(BarrierKind::Full, BarrierDomain::FullSystem);
+    /// `DSB ST`.
+    pub const ST: Self = Self::new(BarrierKind::StoresOnly, BarrierDomain::FullSystem);
+    /// `DSB OSH`.
+    pub const OSH: Self = Self::new(BarrierKind::Full, BarrierDomain::OuterShareable);
+    /// `DSB ISH`.
+    pub const ISH: Self = Self::new(BarrierKind::Full, BarrierDomain::InnerShareable);
+    /// `DSB ISHST`.
+    pub const ISHST: Self = Self::new(BarrierKind::StoresOnly, BarrierDomain::InnerShareable);
+    /// `DSB NSH`.
+    pub const NSH: Self = Self::new(BarrierKind::Full, BarrierDomain::NonShareable);
+
+    /// `DSB` of `kind` for `domain`.
+    #[inline]
+    pub const fn new(kind: BarrierKind, domain: BarrierDomain) -> Self {
+        Self { kind, domain }
+    }
+
+    /// Whether the barrier waits for this CPU's earlier loads to complete for the other CPUs
+    /// (inner shareable domain or wider).
+    #[inline]
+    pub const fn completes_loads_for_other_cpus(self) -> bool {
+        !matches!(self.kind, BarrierKind::StoresOnly)
+            && !matches!(self.domain, BarrierDomain::NonShareable)
+    }
+
+    /// Whether the barrier waits for this CPU's earlier stores to complete (become visible) for the
+    /// other CPUs (inner shareable domain or wider).
+    #[inline]
+    pub const fn completes_stores_for_other_cpus(self) -> bool {
+        !matches!(self.kind, BarrierKind::LoadsOnly)
+            && !matches!(self.domain, BarrierDomain::NonShareable)
+    }
+
+    /// The assembly mnemonic (`"dsb sy"`, `"dsb ishst"`, ...).
+    #[inline]
+    pub const fn mnemonic(self) -> &'static str {
+        match (self.domain, self.kind) {
+            (BarrierDomain::FullSystem, BarrierKind::Full) => "dsb sy",
+            (BarrierDomain::FullSystem, BarrierKind::StoresOnly) => "dsb st",
+            (BarrierDomain::FullSystem, BarrierKind::LoadsOnly) => "dsb ld",
+            (BarrierDomain::OuterShareable, BarrierKind::Full) => "dsb osh",
+            (BarrierDomain::OuterShareable, BarrierKind::StoresOnly) => "dsb oshst",
+            (BarrierDomain::OuterShareable, BarrierKind::LoadsOnly) => "dsb oshld",
+            (BarrierDomain::InnerShareable, BarrierKind::Full) => "dsb ish",
+            (BarrierDomain::InnerShareable, BarrierKind::StoresOnly) => "dsb ishst",
+            (BarrierDomain::InnerShareable, BarrierKind::LoadsOnly) => "dsb ishld",
+            (BarrierDomain::NonShareable, BarrierKind::Full) => "dsb nsh",
+            (BarrierDomain::NonShareable, BarrierKind::StoresOnly) => "dsb nshst",
+            (BarrierDomain::NonShareable, BarrierKind::LoadsOnly) => "dsb nshld",
+        }
+    }
+
+    /// Whether the barrier is strong enough for [`RendezvousPlatform::local_dsb`]: it completes
+    /// this CPU's earlier loads and stores (its SME accesses among them) for every other CPU.
+    #[inline]
+    pub const fn suffices_as_local_barrier(self) -> bool {
+        self.completes_loads_for_other_cpus() && self.completes_stores_for_other_cpus()
+    }
+
+    /// Whether the barrier is strong enough before the SGI ([`RendezvousPlatform::send_sgi`]):
+    /// this CPU's earlier stores (the request counter) are visible to the targets before the
+    /// `ICC_SGI0R_EL1` write.
+    #[inline]
+    pub const fn suffices_before_sgi(self) -> bool {
+        self.completes_stores_for_other_cpus()
+    }
+}
+
+/// The default of [`RendezvousPlatform::LOCAL_BARRIER`] (`DSB SY`): the model checker explores the
+/// protocol with it, and with weaker ones to show they fail.
+#[cfg(not(any(
+    mutant = "rendezvous_local_barrier_ishst",
+    mutant = "rendezvous_local_barrier_nsh"
+)))]
+pub const DEFAULT_LOCAL_BARRIER: Barrier = Barrier::SY;
+/// Seeded bug: a stores-only local barrier (loads may still be in flight).
+#[cfg(mutant = "rendezvous_local_barrier_ishst")]
+pub const DEFAULT_LOCAL_BARRIER: Barrier = Barrier::ISHST;
+/// Seeded bug: a local barrier for this PE only.
+#[cfg(mutant = "rendezvous_local_barrier_nsh")]
+pub const DEFAULT_LOCAL_BARRIER: Barrier = Barrier::NSH;
+
+/// The default of [`RendezvousPlatform::SGI_PUBLISH_BARRIER`]: `DSB ISHST` before the SGI's
+/// `ICC_SGI0R_EL1` write (`None` would be no barrier).
+#[cfg(not(mutant = "rendezvous_no_sgi_barrier"))]
+pub const DEFAULT_SGI_PUBLISH_BARRIER: Option<Barrier> = Some(Barrier::ISHST);
+/// Seeded bug: no barrier before the SGI.
+#[cfg(mutant = "rendezvous_no_sgi_barrier")]
+pub const DEFAULT_SGI_PUBLISH_BARRIER: Option<Barrier> = None;
+
 /// Platform actions of the rendezvous, each one step of a role.
 ///
 /// The monitor implements this with a few instructions each; a model checker or a test with a
 /// fake that logs events. Methods take `&mut self` so that fakes need no interior mutability.
 pub trait RendezvousPlatform {
+    /// The `DSB` that [`Self::local_dsb`] executes. It must complete this CPU's earlier loads
+    /// and stores for the other CPUs ([`Barrier::suffices_as_local_barrier`]: `DSB SY`, `DSB OSH`
+    /// or `DSB ISH`); the model checker gives each kind and domain its architectural effect.
+    const LOCAL_BARRIER: Barrier = DEFAULT_LOCAL_BARRIER;
+
+    /// The barrier [`Self::send_sgi`] executes before writing `ICC_SGI0R_EL1` (`None`: none). It
+    /// must make this CPU's earlier stores visible to the targets
+    /// ([`Barrier::suffices_before_sgi`]: `DSB ISHST` or stronger); otherwise the SGI may arrive
+    /// before the new request counter and the target reads the old one.
+    const SGI_PUBLISH_BARRIER: Option<Barrier> = DEFAULT_SGI_PUBLISH_BARRIER;
+
     /// Sends the rendezvous Group 0 SGI to every CPU in `targets` (never empty, never the caller).
     ///
     /// Must first make all earlier stores of this CPU visible to the targets (`DSB ISHST` or
@@ -74,6 +213,30 @@ impl Deadline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn barrier_table() {
+        // (barrier, mnemonic, enough as the local barrier, enough before the SGI)
+        let table = [
+            (Barrier::SY, "dsb sy", true, true),
+            (Barrier::OSH, "dsb osh", true, true),
+            (Barrier::ISH, "dsb ish", true, true),
+            (Barrier::ST, "dsb st", false, true),
+            (Barrier::ISHST, "dsb ishst", false, true),
+            (
+                Barrier::new(BarrierKind::LoadsOnly, BarrierDomain::InnerShareable),
+                "dsb ishld",
+                false,
+                false,
+            ),
+            (Barrier::NSH, "dsb nsh", false, false),
+        ];
+        for (barrier, mnemonic, local, before_sgi) in table {
+            assert_eq!(barrier.mnemonic(), mnemonic);
+            assert_eq!(barrier.suffices_as_local_barrier(), local, "{mnemonic}");
+            assert_eq!(barrier.suffices_before_sgi(), before_sgi, "{mnemonic}");
+        }
+    }
 
     #[test]
     fn deadline_table() {

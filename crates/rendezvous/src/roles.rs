@@ -271,7 +271,12 @@ impl<const WORDS: usize> CallerRole<WORDS> {
                 let (_, may_be_affected) = scan_record(memory, me, next, &mut targets);
                 let possibly_affected = possibly_affected || may_be_affected;
                 let following = next.get() + 1;
-                let state = if following < self.cpu_count {
+                #[cfg(not(mutant = "rendezvous_scan_skips_last_cpu"))]
+                let scanned = self.cpu_count;
+                // Seeded bug: an off-by-one that never reads the last CPU's record.
+                #[cfg(mutant = "rendezvous_scan_skips_last_cpu")]
+                let scanned = self.cpu_count.saturating_sub(1);
+                let state = if following < scanned {
                     CallerState::Scan {
                         request,
                         next: CpuIndex::new(following),

@@ -153,15 +153,43 @@ fn stop_deadline_timer() {
 }
 
 impl RendezvousPlatform for Platform {
+    // The model checker (crates/model-checker, part (c)) gives each barrier its architectural
+    // effect; the assertions admit only the ones it shows sufficient, and the asm below follows the
+    // constants (each `match` folds to one instruction).
+    const LOCAL_BARRIER: rendezvous::Barrier = {
+        let barrier = rendezvous::Barrier::SY;
+        assert!(barrier.suffices_as_local_barrier());
+        barrier
+    };
+    const SGI_PUBLISH_BARRIER: Option<rendezvous::Barrier> = {
+        let barrier = rendezvous::Barrier::ISHST;
+        assert!(barrier.suffices_before_sgi());
+        Some(barrier)
+    };
+
     fn send_sgi<const N: usize>(&mut self, targets: &CpuSet<N>) {
         // SAFETY: a barrier only orders memory accesses.
-        unsafe { core::arch::asm!("dsb ishst", options(nostack)) };
+        unsafe {
+            match Self::SGI_PUBLISH_BARRIER {
+                Some(rendezvous::Barrier::ISHST) => core::arch::asm!("dsb ishst", options(nostack)),
+                Some(rendezvous::Barrier::ISH) => core::arch::asm!("dsb ish", options(nostack)),
+                // Any other admitted barrier: the strongest.
+                _ => core::arch::asm!("dsb sy", options(nostack)),
+            }
+        }
         gic::send_rendezvous_sgi(targets.words());
     }
 
     fn local_dsb(&mut self) {
         // SAFETY: a barrier only completes memory accesses.
-        unsafe { core::arch::asm!("dsb sy", options(nostack)) };
+        unsafe {
+            match Self::LOCAL_BARRIER {
+                rendezvous::Barrier::ISH => core::arch::asm!("dsb ish", options(nostack)),
+                rendezvous::Barrier::OSH => core::arch::asm!("dsb osh", options(nostack)),
+                // `DSB SY`, and the strongest for any other admitted barrier.
+                _ => core::arch::asm!("dsb sy", options(nostack)),
+            }
+        }
     }
 
     fn send_event(&mut self) {
