@@ -31,7 +31,8 @@ use std::hash::Hash;
 
 use rendezvous::{
     Action, Barrier, CallerRole, CellRendezvousMemory, CpuIndex, CpuSet, Deadline, Inactivity,
-    JoinRole, LeaveRole, Progress, RendezvousPlatform, ResponderRole, WorkaroundOutcome,
+    JoinRole, LeaveRole, Progress, RendezvousPlatform, ResponderRole, SilentPlatform,
+    WorkaroundOutcome,
 };
 
 use crate::explorer::Model;
@@ -133,8 +134,8 @@ pub struct Barriers {
 impl Barriers {
     /// The trait's defaults (what a platform that names no barrier runs; the monitor names these).
     pub const PLATFORM: Self = Self {
-        local: <NullPlatform as RendezvousPlatform>::LOCAL_BARRIER,
-        sgi_publish: <NullPlatform as RendezvousPlatform>::SGI_PUBLISH_BARRIER,
+        local: <SilentPlatform as RendezvousPlatform>::LOCAL_BARRIER,
+        sgi_publish: <SilentPlatform as RendezvousPlatform>::SGI_PUBLISH_BARRIER,
     };
 }
 
@@ -204,7 +205,7 @@ impl<const SLOTS: usize, const WORDS: usize> Protocol for OwnProtocol<SLOTS, WOR
             self.cpu_count
         };
         let memory = CellRendezvousMemory::new(cpu_count);
-        let mut platform = NullPlatform;
+        let mut platform = SilentPlatform;
         for (cpu, &is_affected) in affected.iter().enumerate() {
             // The boot join is the real one; its effects on the harness do not matter here (every
             // CPU then starts exposed at the lower EL).
@@ -323,19 +324,6 @@ impl<const SLOTS: usize, const WORDS: usize> Protocol for OwnProtocol<SLOTS, WOR
     fn expire(&self, _: &Self::Role) -> Option<Self::Role> {
         // Deadline::NEVER: the monitor's deadline is not modelled (S4 says it is never needed).
         None
-    }
-}
-
-/// A platform that does nothing (boot-time joins).
-struct NullPlatform;
-
-impl RendezvousPlatform for NullPlatform {
-    fn send_sgi<const N: usize>(&mut self, _: &CpuSet<N>) {}
-    fn local_dsb(&mut self) {}
-    fn send_event(&mut self) {}
-    fn wait_for_event(&mut self) {}
-    fn now(&mut self) -> u64 {
-        0
     }
 }
 

@@ -274,7 +274,7 @@ pub use outcome::{
 };
 pub use platform::{
     Barrier, BarrierDomain, BarrierKind, DEFAULT_LOCAL_BARRIER, DEFAULT_SGI_PUBLISH_BARRIER,
-    Deadline, RendezvousPlatform,
+    Deadline, RendezvousPlatform, SilentPlatform,
 };
 pub use roles::{
     CallerRole, CallerState, JoinRole, JoinState, LeaveRole, LeaveState, ResponderRole,

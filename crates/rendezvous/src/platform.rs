@@ -173,6 +173,22 @@ pub trait RendezvousPlatform {
     fn now(&mut self) -> u64;
 }
 
+/// A platform whose actions do nothing and whose clock stands at 0: for steps that never reach an
+/// action (joins at boot in a model checker) and for tests that play the other CPUs through the
+/// shared memory themselves. The one such fake, shared by this crate's tests and the model checker.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SilentPlatform;
+
+impl RendezvousPlatform for SilentPlatform {
+    fn send_sgi<const WORDS: usize>(&mut self, _: &CpuSet<WORDS>) {}
+    fn local_dsb(&mut self) {}
+    fn send_event(&mut self) {}
+    fn wait_for_event(&mut self) {}
+    fn now(&mut self) -> u64 {
+        0
+    }
+}
+
 /// When a caller stops waiting, as an absolute clock tick of [`RendezvousPlatform::now`].
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub struct Deadline {

@@ -93,25 +93,14 @@ impl ServiceState {
 mod tests {
     use super::*;
     use crate::memory::CellRendezvousMemory;
-    use crate::platform::RendezvousPlatform;
-
-    struct NoPlatform;
-    impl RendezvousPlatform for NoPlatform {
-        fn send_sgi<const N: usize>(&mut self, _: &crate::CpuSet<N>) {}
-        fn local_dsb(&mut self) {}
-        fn send_event(&mut self) {}
-        fn wait_for_event(&mut self) {}
-        fn now(&mut self) -> u64 {
-            0
-        }
-    }
+    use crate::platform::SilentPlatform;
 
     #[test]
     fn servicing_takes_exactly_steps() {
         let memory = CellRendezvousMemory::<1>::new(1);
         let mut state = ServiceState::ReadCounter;
         let mut taken = 0;
-        while let Progress::Ran(_) = state.step(CpuIndex::new(0), &memory, &mut NoPlatform) {
+        while let Progress::Ran(_) = state.step(CpuIndex::new(0), &memory, &mut SilentPlatform) {
             taken += 1;
         }
         assert_eq!(taken, ServiceState::STEPS);

@@ -5,7 +5,7 @@ mod common;
 use common::{Choice, EventKind, Place, Sim, WORDS};
 use rendezvous::{
     Action, Activity, CallerRole, CpuIndex, CpuSet, Deadline, Inactivity, RendezvousError,
-    RendezvousMemory, RendezvousStorage, WorkaroundOutcome, record_affectedness,
+    RendezvousMemory, RendezvousStorage, SilentPlatform, WorkaroundOutcome, record_affectedness,
     request_workaround,
 };
 
@@ -323,7 +323,7 @@ fn single_cpu_call_is_done_without_sgi() {
 fn configuration_errors() {
     let storage = RendezvousStorage::<4>::new();
     let memory = storage.memory(4);
-    let mut platform = NullPlatform;
+    let mut platform = SilentPlatform;
     // (cpu, expected error)
     let out_of_range =
         request_workaround::<_, _, 1>(&memory, &mut platform, CpuIndex::new(4), Deadline::NEVER);
@@ -364,42 +364,16 @@ fn configuration_errors() {
     );
 }
 
-/// A platform for tests that never reach an action.
-struct NullPlatform;
-
-impl rendezvous::RendezvousPlatform for NullPlatform {
-    fn send_sgi<const N: usize>(&mut self, _targets: &CpuSet<N>) {}
-    fn local_dsb(&mut self) {}
-    fn send_event(&mut self) {}
-    fn wait_for_event(&mut self) {}
-    fn now(&mut self) -> u64 {
-        0
-    }
-}
-
-/// A platform whose actions do nothing (the test drives the other CPUs through memory).
-struct QuietPlatform;
-
-impl rendezvous::RendezvousPlatform for QuietPlatform {
-    fn send_sgi<const N: usize>(&mut self, _: &CpuSet<N>) {}
-    fn local_dsb(&mut self) {}
-    fn send_event(&mut self) {}
-    fn wait_for_event(&mut self) {}
-    fn now(&mut self) -> u64 {
-        0
-    }
-}
-
 #[test]
 fn waiting_pass_stops_at_the_first_silent_cpu() {
     use rendezvous::{CellRendezvousMemory, Progress, join_active_set};
     let memory = CellRendezvousMemory::<4>::new(3);
     for cpu in 0..3 {
-        join_active_set(&memory, &mut QuietPlatform, CpuIndex::new(cpu), true).expect("joins");
+        join_active_set(&memory, &mut SilentPlatform, CpuIndex::new(cpu), true).expect("joins");
     }
     let mut caller =
         CallerRole::<WORDS>::new(&memory, CpuIndex::new(0), Deadline::NEVER).expect("valid");
-    let step = |caller: &mut CallerRole<WORDS>| match caller.step(&memory, &mut QuietPlatform) {
+    let step = |caller: &mut CallerRole<WORDS>| match caller.step(&memory, &mut SilentPlatform) {
         Progress::Ran(action) => Some(action),
         Progress::Finished(outcome) => {
             assert_eq!(outcome, WorkaroundOutcome::Done);
