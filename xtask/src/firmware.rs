@@ -161,6 +161,9 @@ pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, String> {
         .join(FIRMWARE_TARGET)
         .join("release")
         .join(image.package);
+    if image.package == MONITOR.package {
+        crate::codegen::check_fiq_fast_path(&elf_path)?;
+    }
     let elf = std::fs::read(&elf_path)
         .map_err(|error| format!("cannot read {}: {error}", elf_path.display()))?;
     let binary = elf_to_binary(&elf).map_err(|error| format!("{}: {error}", elf_path.display()))?;

@@ -180,6 +180,7 @@ pub fn send_rendezvous_sgi(targets: &[u64]) {
 
 /// Acknowledges the highest-priority pending Group 0 interrupt (`ICC_IAR0_EL1`); `None` when there
 /// is none (a special INTID). Read directly: it runs on every CPU the rendezvous interrupts.
+#[inline]
 pub fn acknowledge_group0() -> Option<u32> {
     let iar: u64;
     // SAFETY: reading ICC_IAR0_EL1 at EL3 acknowledges the pending Group 0 interrupt, which the FIQ
@@ -193,6 +194,7 @@ pub fn acknowledge_group0() -> Option<u32> {
 }
 
 /// Whether `intid` (from [`acknowledge_group0`]) is the rendezvous SGI.
+#[inline]
 pub fn is_rendezvous_sgi(intid: u32) -> bool {
     intid == RENDEZVOUS_SGI_NUMBER
 }
@@ -204,6 +206,7 @@ pub fn is_deadline_timer(intid: u32) -> bool {
 
 /// Ends (priority drop and deactivation, `EOImode` 0) a Group 0 interrupt acknowledged by
 /// [`acknowledge_group0`].
+#[inline]
 pub fn end_group0(intid: u32) {
     // SAFETY: writing ICC_EOIR0_EL1 with the INTID just acknowledged on this CPU ends that interrupt;
     // no memory is touched.
