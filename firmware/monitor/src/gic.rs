@@ -193,6 +193,26 @@ pub fn acknowledge_group0() -> Option<u32> {
     (intid < FIRST_SPECIAL_INTID).then_some(intid)
 }
 
+/// Acknowledges the highest-priority pending Group 0 interrupt and returns its INTID as read,
+/// special INTIDs (1020-1023: none pending) included, so that the responder's fast path tests for
+/// the rendezvous SGI first and for a special INTID only on its slow path ([`is_special`]).
+#[inline]
+pub fn acknowledge_group0_raw() -> u32 {
+    let iar: u64;
+    // SAFETY: as in `acknowledge_group0`: the caller handles and ends the interrupt.
+    unsafe {
+        core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nomem, nostack, preserves_flags));
+    }
+    // The mask keeps 24 bits, so the value fits.
+    (iar & INTID_MASK) as u32
+}
+
+/// Whether `intid` (from [`acknowledge_group0_raw`]) is special: nothing was acknowledged.
+#[inline]
+pub fn is_special(intid: u32) -> bool {
+    intid >= FIRST_SPECIAL_INTID
+}
+
 /// Whether `intid` (from [`acknowledge_group0`]) is the rendezvous SGI.
 #[inline]
 pub fn is_rendezvous_sgi(intid: u32) -> bool {

@@ -345,11 +345,13 @@ pub const FIQ_HANDLED: u64 = u64::MAX;
 /// (`xtask/src/codegen.rs` reads the saved set from the entry's own stores).
 #[unsafe(no_mangle)]
 extern "C" fn handle_fiq_fast() -> u64 {
-    let Some(intid) = gic::acknowledge_group0() else {
-        return FIQ_HANDLED;
-    };
+    let intid = gic::acknowledge_group0_raw();
     if !gic::is_rendezvous_sgi(intid) {
-        return u64::from(intid);
+        return if gic::is_special(intid) {
+            FIQ_HANDLED
+        } else {
+            u64::from(intid)
+        };
     }
     let cpu = crate::cpu_index();
     let Some(counters) = COUNTERS.get(cpu) else {
