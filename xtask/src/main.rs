@@ -2,6 +2,7 @@
 //! the benchmarks. It only orchestrates: nothing the firmware needs lives here.
 
 mod bench;
+mod codegen;
 mod demo;
 mod error;
 mod firmware;

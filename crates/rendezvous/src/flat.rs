@@ -64,7 +64,8 @@ pub fn request_workaround_flat<M: RendezvousMemory, P: RendezvousPlatform, const
     memory.store_serviced(me, request);
     platform.send_event();
     // The waiting passes: `remaining` holds the targets not yet seen to answer, `next` the one
-    // checked next (passes resume at the first silent CPU, as the role's do).
+    // checked next, always the lowest in `remaining` (passes resume at the first silent CPU, as
+    // the role's do).
     let mut remaining = targets;
     let mut published = request;
     let mut next = remaining.first_at_or_after(0);
@@ -80,8 +81,10 @@ pub fn request_workaround_flat<M: RendezvousMemory, P: RendezvousPlatform, const
             if !has_serviced(memory, cpu, request) {
                 break cpu;
             }
+            // `cpu` is the lowest CPU in `remaining` (every CPU below it has been removed), so
+            // the first one after it is the lowest left: no shift by `cpu`, no overflow check.
             remaining.remove(cpu);
-            next = remaining.first_at_or_after(cpu.get() + 1);
+            next = remaining.first_at_or_after(0);
         };
         // CheckOwnWork, and the catch-up (DSB, publish, event) for other callers' requests.
         if let Some(observed) = newer_request(memory, published) {

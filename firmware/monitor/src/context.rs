@@ -15,6 +15,14 @@ extern "C" fn handle_fiq() {
     services::cpu::handle_fiq();
 }
 
+/// The slow path of a FIQ from the Non-secure world (`fiq_slow` in `exceptions.S`): the interrupt
+/// `intid` that `handle_fiq_fast` acknowledged but left alone.
+#[unsafe(no_mangle)]
+extern "C" fn handle_fiq_slow(intid: u64) {
+    // The INTID came from a 24-bit field.
+    services::cpu::handle_fiq_acknowledged(intid as u32);
+}
+
 /// Synchronous exception in the monitor itself: always a bug.
 #[unsafe(no_mangle)]
 extern "C" fn handle_current_el_sync(context: &mut Context) {

@@ -75,6 +75,34 @@ smc_return_from_x1:
     .org    smc_entry_start + 0x80
 .endm
 
+/*
+ * The lower-EL FIQ vector: the rendezvous SGI's fast path. `handle_fiq_fast` (services/cpu.rs) is a
+ * leaf that writes only x0, x8-x11 and x30 (the `bl`; x11 only in the `never-answer` build, saved
+ * anyway since three pairs cost what two pairs and a single do): every build checks that in the disassembly
+ * (xtask/src/codegen.rs, against the stores below), so this entry saves only those. The handler returns
+ * FIQ_HANDLED (all ones) when it has answered and ended the interrupt (or there was none), else the
+ * acknowledged INTID, which `fiq_slow` hands to the general handler with every register a call may
+ * clobber saved. ELR_EL3/SPSR_EL3 stay untouched (no other exception is taken meanwhile).
+ */
+.equ FIQ_FAST_FRAME_SIZE, 0x30
+.macro fiq_fast_entry
+    .balign 0x80
+fiq_fast_entry_start:
+    stp     x0, x8, [sp, #-FIQ_FAST_FRAME_SIZE]!
+    stp     x9, x10, [sp, #0x10]
+    stp     x11, x30, [sp, #0x20]
+    bl      handle_fiq_fast
+    cmn     x0, #1
+    b.ne    fiq_slow
+fiq_fast_return:
+    ldp     x9, x10, [sp, #0x10]
+    ldp     x11, x30, [sp, #0x20]
+    ldp     x0, x8, [sp], #FIQ_FAST_FRAME_SIZE
+    eret
+    /* The assembler stops here if the entry outgrows its 0x80-byte vector. */
+    .org    fiq_fast_entry_start + 0x80
+.endm
+
 .macro vector_entry handler
     .balign 0x80
     save_exception_frame el3
@@ -100,7 +128,7 @@ monitor_vectors:
     /* Lower EL, AArch64: SMCs and Group 0 interrupts from the Non-secure world. */
     smc_entry
     vector_entry handle_unexpected_exception
-    fiq_entry handle_fiq
+    fiq_fast_entry
     vector_entry handle_unexpected_exception
     /* Lower EL, AArch32: not supported (SCR_EL3.RW is 1). */
     vector_entry handle_unexpected_exception
@@ -123,6 +151,13 @@ trap_entry:
     mov     x0, sp
     bl      handle_lower_el_sync
     b       exception_return
+
+/* A FIQ the fast path left alone (x0 = its INTID): the general handler, then the fast frame. */
+fiq_slow:
+    save_caller_saved
+    bl      handle_fiq_slow
+    restore_caller_saved
+    b       fiq_fast_return
 
 fiq_return:
     restore_caller_saved

@@ -180,6 +180,7 @@ pub fn send_rendezvous_sgi(targets: &[u64]) {
 
 /// Acknowledges the highest-priority pending Group 0 interrupt (`ICC_IAR0_EL1`); `None` when there
 /// is none (a special INTID). Read directly: it runs on every CPU the rendezvous interrupts.
+#[inline]
 pub fn acknowledge_group0() -> Option<u32> {
     let iar: u64;
     // SAFETY: reading ICC_IAR0_EL1 at EL3 acknowledges the pending Group 0 interrupt, which the FIQ
@@ -192,7 +193,28 @@ pub fn acknowledge_group0() -> Option<u32> {
     (intid < FIRST_SPECIAL_INTID).then_some(intid)
 }
 
+/// Acknowledges the highest-priority pending Group 0 interrupt and returns its INTID as read,
+/// special INTIDs (1020-1023: none pending) included, so that the responder's fast path tests for
+/// the rendezvous SGI first and for a special INTID only on its slow path ([`is_special`]).
+#[inline]
+pub fn acknowledge_group0_raw() -> u32 {
+    let iar: u64;
+    // SAFETY: as in `acknowledge_group0`: the caller handles and ends the interrupt.
+    unsafe {
+        core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) iar, options(nomem, nostack, preserves_flags));
+    }
+    // The mask keeps 24 bits, so the value fits.
+    (iar & INTID_MASK) as u32
+}
+
+/// Whether `intid` (from [`acknowledge_group0_raw`]) is special: nothing was acknowledged.
+#[inline]
+pub fn is_special(intid: u32) -> bool {
+    intid >= FIRST_SPECIAL_INTID
+}
+
 /// Whether `intid` (from [`acknowledge_group0`]) is the rendezvous SGI.
+#[inline]
 pub fn is_rendezvous_sgi(intid: u32) -> bool {
     intid == RENDEZVOUS_SGI_NUMBER
 }
@@ -204,6 +226,7 @@ pub fn is_deadline_timer(intid: u32) -> bool {
 
 /// Ends (priority drop and deactivation, `EOImode` 0) a Group 0 interrupt acknowledged by
 /// [`acknowledge_group0`].
+#[inline]
 pub fn end_group0(intid: u32) {
     // SAFETY: writing ICC_EOIR0_EL1 with the INTID just acknowledged on this CPU ends that interrupt;
     // no memory is touched.

@@ -166,13 +166,20 @@ impl Names {
 }
 
 /// The labels inside `monitor_vectors` (`exceptions.S`): their instructions are named by vector.
-const VECTOR_LABELS: [&str; 3] = ["monitor_vectors", "smc_entry_start", "smc_return_from_x1"];
+const VECTOR_LABELS: [&str; 5] = [
+    "monitor_vectors",
+    "smc_entry_start",
+    "smc_return_from_x1",
+    "fiq_fast_entry_start",
+    "fiq_fast_return",
+];
 
 /// Which vector of `monitor_vectors` an address is in.
 fn vector_name(address: u64) -> String {
     match (address & 0x7FF) / 0x80 {
         0x8 => "SMC vector (save, test, restore)".into(),
-        0x6 | 0xA => "FIQ vector (save)".into(),
+        0x6 => "FIQ vector (save)".into(),
+        0xA => "FIQ vector (fast path: save, test, restore)".into(),
         slot => format!("vector {:#x}", slot * 0x80),
     }
 }
@@ -422,6 +429,7 @@ const GROUPS: &[(&str, &[&str])] = &[
         &[
             "FIQ vector",
             "fiq_return",
+            "fiq_slow",
             "handle_fiq",
             "acknowledge_group0",
             "end_group0",

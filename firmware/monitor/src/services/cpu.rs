@@ -358,17 +358,66 @@ fn report_answer_error(cpu: usize, error: rendezvous::RendezvousError) {
     println!("monitor: CPU {cpu} cannot answer the rendezvous: {error:?}");
 }
 
-/// The FIQ handler: answers the rendezvous SGI, and ends a caller's wait when its deadline timer
-/// fires (the only FIQ taken at EL3 itself). Other Group 0 interrupts do not exist on this
-/// platform; one that appears is acknowledged and ended so it cannot storm.
-pub fn handle_fiq() {
-    let Some(intid) = gic::acknowledge_group0() else {
-        return;
+/// What [`handle_fiq_fast`] returns when it has handled the interrupt (or there was none): the
+/// fast entry then restores its few registers and returns.
+pub const FIQ_HANDLED: u64 = u64::MAX;
+
+/// The fast path of a FIQ taken from the Non-secure world (`fiq_fast_entry` in `exceptions.S`):
+/// acknowledges the interrupt and, when it is the rendezvous SGI, answers it (the responder role of
+/// `crates/rendezvous`, [`rendezvous::handle_sgi`], inlined into straight code), counts it and ends
+/// it. Returns [`FIQ_HANDLED`], or the INTID of an interrupt it left to [`handle_fiq_acknowledged`]
+/// (any other interrupt, or an SGI it could not answer).
+///
+/// Its entry saves only the registers this function writes, so it must stay a leaf that writes
+/// nothing else: every build of the monitor checks that from the disassembly
+/// (`xtask/src/codegen.rs` reads the saved set from the entry's own stores).
+#[unsafe(no_mangle)]
+extern "C" fn handle_fiq_fast() -> u64 {
+    let intid = gic::acknowledge_group0_raw();
+    if !gic::is_rendezvous_sgi(intid) {
+        return if gic::is_special(intid) {
+            FIQ_HANDLED
+        } else {
+            u64::from(intid)
+        };
+    }
+    let cpu = crate::cpu_index();
+    let Some(counters) = COUNTERS.get(cpu) else {
+        return u64::from(intid);
     };
+    // The deliberately broken build of the deadline test: CPU 1 takes the SGI and ends it
+    // without answering.
+    if !(cfg!(feature = "never-answer") && cpu == 1)
+        && rendezvous::handle_sgi(
+            &responder_memory(),
+            &mut Platform::no_wait(),
+            CpuIndex::new(cpu),
+        )
+        .is_err()
+    {
+        // The role refused before any action: the slow path reports why.
+        return u64::from(intid);
+    }
+    add_to_own_counter(&counters.sgis_answered, 1);
+    gic::end_group0(intid);
+    FIQ_HANDLED
+}
+
+/// The FIQ handler of the monitor itself (a caller's deadline timer, taken in its wait): acknowledges
+/// and handles the interrupt.
+pub fn handle_fiq() {
+    if let Some(intid) = gic::acknowledge_group0() {
+        handle_fiq_acknowledged(intid);
+    }
+}
+
+/// Handles and ends an acknowledged Group 0 interrupt: answers the rendezvous SGI (the slow path:
+/// only an SGI [`handle_fiq_fast`] could not answer comes here from the Non-secure world), and ends a
+/// caller's wait when its deadline timer fires (the only FIQ taken at EL3 itself). Other Group 0
+/// interrupts do not exist on this platform; one that appears is ended so it cannot storm.
+pub fn handle_fiq_acknowledged(intid: u32) {
     let cpu = crate::cpu_index();
     if gic::is_rendezvous_sgi(intid) {
-        // The deliberately broken build of the deadline test: CPU 1 takes the SGI and ends it
-        // without answering.
         if !(cfg!(feature = "never-answer") && cpu == 1) {
             let answered = rendezvous::handle_sgi(
                 &responder_memory(),
