@@ -513,7 +513,7 @@ fn el3_trap() -> bool {
     // accessor's read, its result unused, could be dropped or moved by the compiler).
     // SAFETY: reading ICC_IAR0_EL1 from the Non-secure world traps to EL3, which must answer with an
     // undefined-instruction exception; the host's handler counts it and steps over the instruction.
-    unsafe { core::arch::asm!("mrs {}, S3_0_C12_C8_0", out(reg) _, options(nostack)) };
+    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) _, options(nostack)) };
     EXPECT_UNDEFINED.store(false, Ordering::Relaxed);
     let undefined = UNDEFINED.load(Ordering::Relaxed) != before;
     report(
