@@ -1,6 +1,14 @@
 //! SMCs to the monitor and the few system-register operations the scenarios need.
 
+use arm_gic::gicv3::{GicCpuInterface, SgiTarget, SgiTargetGroup};
+use arm_gic::{IntId, InterruptGroup};
+use arm_sysregs::el2::accessors::{
+    read_hcr_el2, read_icc_sre_el2, read_sctlr_el2, write_hcr_el2, write_icc_sre_el2,
+    write_sctlr_el2,
+};
+use arm_sysregs::el2::registers::{HcrEl2, IccSreEl2, SctlrEl2};
 pub use platform_qemu::smccc::smc;
+use platform_qemu::sysreg::isb;
 
 /// x0 of an SMC as a signed value.
 pub fn smc_signed(function_id: u32, arguments: [u64; 3]) -> i64 {
@@ -78,44 +86,44 @@ pub fn enable_wake_sgi() {
     let sgi_frame = platform_qemu::memory_map::GICR_BASE
         + cpu_index() * platform_qemu::memory_map::GICR_STRIDE
         + 0x1_0000;
-    // SAFETY: ICC_SRE_EL2 is accessible at EL2 (the monitor set ICC_SRE_EL3.Enable); GICR_ISENABLER0
-    // (offset 0x100 of this CPU's SGI frame) is writable from the Non-secure state for Group 1 NS
-    // interrupts; the MMU is off so the physical address is used.
-    unsafe {
-        core::arch::asm!(
-            "mrs {tmp}, S3_4_C12_C9_5",
-            "orr {tmp}, {tmp}, #1",
-            "msr S3_4_C12_C9_5, {tmp}",
-            "isb",
-            tmp = out(reg) _,
-            options(nostack),
-        );
-        ((sgi_frame + 0x100) as *mut u32).write_volatile(1);
-    }
+    // ICC_SRE_EL2.SRE on, every other field as the monitor left it (`arm-gic`'s
+    // `enable_system_register_el2` would also write `Enable`, which this payload leaves alone).
+    // SAFETY: ICC_SRE_EL2 is accessible at EL2 (the monitor set ICC_SRE_EL3.Enable); changing SRE from
+    // 0 to 1 only selects the system-register interface.
+    unsafe { write_icc_sre_el2(read_icc_sre_el2() | IccSreEl2::SRE) };
+    isb();
+    // SAFETY: GICR_ISENABLER0 (offset 0x100 of this CPU's SGI frame) is writable from the Non-secure
+    // state for Group 1 NS interrupts; the MMU is off so the physical address is used.
+    unsafe { ((sgi_frame + 0x100) as *mut u32).write_volatile(1) };
 }
+
+/// The SGI that wakes a CPU.
+const WAKE_SGI: IntId = IntId::sgi(0);
 
 /// Sends SGI 0 (Group 1 NS) to the CPU with dense index `target`.
 pub fn send_wake_sgi(target: usize) {
     // The board's numbering: Aff0 selects the bit of the target list, Aff1 the cluster.
     let mpidr = platform_qemu::cpu::mpidr_from_index(target);
-    let value = (1u64 << (mpidr & 0xF)) | (((mpidr >> 8) & 0xFF) << 16);
-    // SAFETY: writing ICC_SGI1R_EL1 only generates an SGI.
-    unsafe { core::arch::asm!("msr S3_0_C12_C11_5, {}", "isb", in(reg) value, options(nostack)) };
+    let target = SgiTarget::List {
+        affinity3: 0,
+        affinity2: 0,
+        affinity1: ((mpidr >> 8) & 0xFF) as u8,
+        target_list: 1 << (mpidr & 0xF),
+    };
+    // `send_sgi` refuses only an INTID that is not an SGI, and `WAKE_SGI` is SGI 0.
+    let _ = GicCpuInterface::send_sgi(WAKE_SGI, target, SgiTargetGroup::CurrentGroup1);
+    isb();
 }
 
 /// Acknowledges and ends every pending Group 1 interrupt of this CPU (IRQs stay masked at EL2).
 pub fn drain_interrupts() {
-    loop {
-        let intid: u64;
-        // SAFETY: reading ICC_IAR1_EL1 acknowledges the highest-priority pending interrupt.
-        unsafe { core::arch::asm!("mrs {}, S3_0_C12_C12_0", out(reg) intid, options(nostack)) };
-        if intid >= 1020 {
+    while let Some(intid) = GicCpuInterface::get_and_acknowledge_interrupt(InterruptGroup::Group1) {
+        // The special INTIDs (1020..1023) are not acknowledgements: nothing to end.
+        if intid.raw_value() >= IntId::SPECIAL_SECURE.raw_value() {
             return;
         }
-        // SAFETY: ending the interrupt just acknowledged.
-        unsafe {
-            core::arch::asm!("msr S3_0_C12_C12_1, {}", "isb", in(reg) intid, options(nostack))
-        };
+        GicCpuInterface::end_interrupt(intid, InterruptGroup::Group1);
+        isb();
     }
 }
 
@@ -139,22 +147,11 @@ pub fn yield_now() {
 }
 
 /// `SCTLR_EL2` bits M (MMU), C (data cache) and I (instruction cache).
-pub const SCTLR_MMU_AND_CACHES: u64 = (1 << 0) | (1 << 2) | (1 << 12);
+pub const SCTLR_MMU_AND_CACHES: SctlrEl2 = SctlrEl2::M.union(SctlrEl2::C).union(SctlrEl2::I);
 
 /// This CPU's `SCTLR_EL2` and `HCR_EL2`.
-pub fn lower_translation_state() -> (u64, u64) {
-    let (sctlr, hcr): (u64, u64);
-    // SAFETY: reading EL2 control registers at EL2 has no side effects.
-    unsafe {
-        core::arch::asm!(
-            "mrs {sctlr}, sctlr_el2",
-            "mrs {hcr}, hcr_el2",
-            sctlr = out(reg) sctlr,
-            hcr = out(reg) hcr,
-            options(nomem, nostack, preserves_flags),
-        );
-    }
-    (sctlr, hcr)
+pub fn lower_translation_state() -> (SctlrEl2, HcrEl2) {
+    (read_sctlr_el2(), read_hcr_el2())
 }
 
 /// Turns on the EL2 caches (MMU stays off, so nothing changes for this payload) and sets
@@ -163,16 +160,8 @@ pub fn dirty_lower_translation_state() {
     // SAFETY: with the MMU off, enabling the caches keeps every access as it was (QEMU models no
     // cache incoherence); HCR_EL2.RW only matters for EL1, which this CPU does not enter.
     unsafe {
-        core::arch::asm!(
-            "mrs {tmp}, sctlr_el2",
-            "orr {tmp}, {tmp}, #(1 << 2)",
-            "orr {tmp}, {tmp}, #(1 << 12)",
-            "msr sctlr_el2, {tmp}",
-            "mov {tmp}, #(1 << 31)",
-            "msr hcr_el2, {tmp}",
-            "isb",
-            tmp = out(reg) _,
-            options(nostack),
-        );
+        write_sctlr_el2(read_sctlr_el2() | SctlrEl2::C | SctlrEl2::I);
+        write_hcr_el2(HcrEl2::RW);
     }
+    isb();
 }

@@ -3,11 +3,25 @@
 
 use crate::calls::{self, ERRATUM_CALL, SMCCC_VERSION, psci, smc, smc_signed};
 use crate::{Parameters, Scenario};
+use arm_sysregs::aarch32::registers::Pmcntenset;
+use arm_sysregs::el0::registers::PmcrEl0;
+use arm_sysregs::el1::accessors::write_sctlr_el1;
+use arm_sysregs::el2::accessors::{write_elr_el2, write_hcr_el2, write_spsr_el2};
+use arm_sysregs::el2::registers::{ElrEl2, HcrEl2, SpsrEl2};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use platform_qemu::cpu::mpidr_from_index;
 use platform_qemu::memory_map::{MAX_CPUS, SECURE_RAM_BASE};
 use platform_qemu::println;
 use platform_qemu::semihosting::exit;
+use platform_qemu::sysreg::{Pmevtyper, SCTLR_EL1_MMU_OFF};
+
+/// `SPSR_EL2` of the entry to EL1: EL1h (`M[3:0]` = 0b0101), D, A, I and F masked.
+const SPSR_EL1H_MASKED: SpsrEl2 = SpsrEl2::D
+    .union(SpsrEl2::A)
+    .union(SpsrEl2::I)
+    .union(SpsrEl2::F)
+    .with_m_3_0(0b0101);
+const _: () = assert!(SPSR_EL1H_MASKED.bits() == 0b0101 | (0b1111 << 6));
 
 unsafe extern "C" {
     fn payload_secondary();
@@ -301,8 +315,10 @@ fn churn_loop(cpu: usize, context: u64) -> ! {
     // below before its CPU_OFF or suspend must be off again (the monitor resets SCTLR_EL2/HCR_EL2).
     let (sctlr, hcr) = calls::lower_translation_state();
     check!(
-        sctlr & calls::SCTLR_MMU_AND_CACHES == 0 && hcr == 0,
-        "CPU {cpu} entered with SCTLR_EL2 {sctlr:#x}, HCR_EL2 {hcr:#x}"
+        !sctlr.intersects(calls::SCTLR_MMU_AND_CACHES) && hcr.is_empty(),
+        "CPU {cpu} entered with SCTLR_EL2 {:#x}, HCR_EL2 {:#x}",
+        sctlr.bits(),
+        hcr.bits()
     );
     calls::enable_wake_sgi();
     calls::drain_interrupts();
@@ -473,23 +489,28 @@ fn benchmark(others: Job) -> ! {
     finish(name)
 }
 
-/// Retired instructions (PMU event 0x08, all vCPUs together under -icount) of `iterations` SMCs
-/// of `function_id` in a 4-instruction loop (`mov`, `smc`, `subs`, `b.ne`).
+/// Retired instructions (PMU event `INST_RETIRED`, all vCPUs together under -icount) of `iterations`
+/// SMCs of `function_id` in a 4-instruction loop (`mov`, `smc`, `subs`, `b.ne`).
 fn measure(function_id: u32, iterations: u64) -> u64 {
     let before: u64;
     let after: u64;
+    // Hand-written on purpose: the benchmark's figures are this exact instruction sequence (the
+    // counter set-up, the two counter reads and the loop between them), so the compiler must not
+    // place, merge or reorder anything in it. The values are the named fields of `arm-sysregs`
+    // (`PmcrEl0::E`, `Pmcntenset::P0`) and of `platform_qemu::sysreg::Pmevtyper`, as `const`
+    // operands: the same instructions as the literals they replace.
     // SAFETY: programs PMU counter 0 (INST_RETIRED, counting EL2 and EL3) and makes SMCs; the monitor
     // preserves every register but x0-x3.
     unsafe {
         core::arch::asm!(
             "msr pmselr_el0, xzr",
-            "mov {tmp}, #0x08",
-            "orr {tmp}, {tmp}, #(1 << 27)",
+            "mov {tmp}, #{event}",
+            "orr {tmp}, {tmp}, #{nsh}",
             "msr pmxevtyper_el0, {tmp}",
-            "mov {tmp}, #1",
+            "mov {tmp}, #{counter0}",
             "msr pmcntenset_el0, {tmp}",
             "mrs {tmp}, pmcr_el0",
-            "orr {tmp}, {tmp}, #1",
+            "orr {tmp}, {tmp}, #{enable}",
             "msr pmcr_el0, {tmp}",
             "isb",
             "mrs {before}, pmevcntr0_el0",
@@ -502,6 +523,10 @@ fn measure(function_id: u32, iterations: u64) -> u64 {
             "2:",
             "isb",
             "mrs {after}, pmevcntr0_el0",
+            event = const Pmevtyper::INST_RETIRED,
+            nsh = const Pmevtyper::NSH,
+            counter0 = const Pmcntenset::P0.bits(),
+            enable = const PmcrEl0::E.bits(),
             tmp = out(reg) _,
             before = out(reg) before,
             after = out(reg) after,
@@ -658,23 +683,21 @@ pub fn secondary(context: u64) -> ! {
         }
         c if c == Job::SpinAtEl1 as u64 => {
             let flag = AT_EL1[cpu].as_ptr() as u64;
-            // SAFETY: enters EL1 (AArch64, MMU off, every interrupt masked) at `el1_spin`, which stores
-            // 1 to the flag whose address is in x0 and spins forever; EL2 is never needed again.
+            // SAFETY: prepares the entry to EL1 (AArch64, MMU off, every interrupt masked) at
+            // `el1_spin`; nothing at EL2 runs with these values but the ERET below.
             unsafe {
-                core::arch::asm!(
-                    "msr hcr_el2, {hcr}",
-                    "msr spsr_el2, {spsr}",
-                    "msr elr_el2, {entry}",
-                    "msr sctlr_el1, {sctlr}",
-                    "isb",
-                    "eret",
-                    hcr = in(reg) 1u64 << 31,
-                    spsr = in(reg) 0b0101u64 | (0b1111 << 6),
-                    entry = in(reg) el1_spin as *const () as usize as u64,
-                    sctlr = in(reg) 0x30D0_0800u64,
-                    in("x0") flag,
-                    options(noreturn, nostack),
-                );
+                write_hcr_el2(HcrEl2::RW);
+                write_spsr_el2(SPSR_EL1H_MASKED);
+                write_elr_el2(ElrEl2::from_bits_retain(
+                    el1_spin as *const () as usize as u64,
+                ));
+                write_sctlr_el1(SCTLR_EL1_MMU_OFF);
+            }
+            // SAFETY: enters EL1 at `el1_spin`, which stores 1 to the flag whose address is in x0 and
+            // spins forever; EL2 is never needed again. (The exception return has no accessor: it
+            // stays an instruction.)
+            unsafe {
+                core::arch::asm!("isb", "eret", in("x0") flag, options(noreturn, nostack));
             }
         }
         c if c == Job::ReportAndOff as u64 => {

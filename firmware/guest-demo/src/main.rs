@@ -67,36 +67,11 @@ const GUEST_MARKERS: [u64; 5] = [
 /// Reads the registers a world switch must switch (what the host may have left there) into
 /// `found`, then leaves the guest's own values in them.
 fn probe_registers(found: &mut [u64; 5]) {
-    // SAFETY: reading and writing this EL1's own registers: the key is not used (pointer
-    // authentication is off in SCTLR_EL1), the virtual timer stays disabled, CSSELR only selects
-    // which cache ID register reads back.
-    unsafe {
-        core::arch::asm!(
-            "mrs {0}, S3_0_C2_C1_0",
-            "mrs {1}, S3_3_C13_C0_5",
-            "mrs {2}, cntv_cval_el0",
-            "mrs {3}, cntv_ctl_el0",
-            "mrs {4}, csselr_el1",
-            "msr S3_0_C2_C1_0, {5}",
-            "msr S3_3_C13_C0_5, {6}",
-            "msr cntv_cval_el0, {7}",
-            "msr cntv_ctl_el0, {8}",
-            "msr csselr_el1, {9}",
-            "isb",
-            out(reg) found[0],
-            out(reg) found[1],
-            out(reg) found[2],
-            out(reg) found[3],
-            out(reg) found[4],
-            in(reg) GUEST_MARKERS[0],
-            in(reg) GUEST_MARKERS[1],
-            in(reg) GUEST_MARKERS[2],
-            in(reg) GUEST_MARKERS[3],
-            in(reg) GUEST_MARKERS[4],
-            options(nostack),
-        );
-    }
-    found[3] &= 0b11;
+    *found = platform_qemu::sysreg::read_switched_registers();
+    // SAFETY: this EL1's own registers: the key is not used (pointer authentication is off in
+    // SCTLR_EL1), the virtual timer stays disabled, CSSELR only selects which cache ID register
+    // reads back.
+    unsafe { platform_qemu::sysreg::write_switched_registers(GUEST_MARKERS) };
 }
 
 /// Makes an HVC (`smccc::hvc64`) with `function_id` and `x1` = `argument`; returns `x0`.

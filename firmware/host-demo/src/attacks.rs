@@ -23,12 +23,19 @@
 
 use crate::calls::{hypercall, smc};
 use crate::demo::{self, GUEST_MEMORY, PAGE_SIZE, Vm};
-use crate::{ABORTS, EXPECT_UNDEFINED, Parameters, UNDEFINED, read_sysreg};
+use crate::{ABORTS, EXPECT_UNDEFINED, Parameters, UNDEFINED};
 use abi::hypercall::{Gfn, HostHypercall, HypercallFailure, Pfn, VcpuExit};
+use arm_sysregs::aarch32::registers::Pmcntenset;
+use arm_sysregs::el0::accessors::{read_pmcr_el0, write_pmcr_el0};
+use arm_sysregs::el0::registers::PmcrEl0;
 use core::sync::atomic::Ordering;
 use platform_qemu::hypervisor_map::GUEST_ENTRY_IPA;
 use platform_qemu::memory_map::GICR_BASE;
 use platform_qemu::println;
+use platform_qemu::sysreg::{
+    Pmevtyper, isb, read_pmevcntr0_el0, read_switched_registers, write_pmcntenset_el0,
+    write_pmevcntr0_el0, write_pmevtyper0_el0, write_switched_registers,
+};
 
 /// QEMU `virt`'s fw_cfg (MMIO interface; the DMA address register is at +0x10).
 const FW_CFG_BASE: u64 = 0x0902_0000;
@@ -108,66 +115,36 @@ fn read64(address: u64) -> u64 {
 /// Sets the host's markers in the registers the world switch must switch.
 fn set_host_markers() {
     // SAFETY: these are the host's own EL1/EL0 registers; the demo host uses none of them otherwise
-    // (the virtual timer stays disabled, its interrupt masked).
-    unsafe {
-        core::arch::asm!(
-            "msr S3_0_C2_C1_0, {key}",
-            "msr S3_3_C13_C0_5, {tpidr2}",
-            "msr cntv_cval_el0, {cval}",
-            "msr cntv_ctl_el0, {ctl}",
-            "msr csselr_el1, {csselr}",
-            "isb",
-            key = in(reg) HOST_MARKERS[0],
-            tpidr2 = in(reg) HOST_MARKERS[1],
-            cval = in(reg) HOST_MARKERS[2],
-            ctl = in(reg) HOST_MARKERS[3],
-            csselr = in(reg) HOST_MARKERS[4],
-            options(nostack),
-        );
-    }
+    // (pointer authentication is off, the virtual timer stays disabled, its interrupt masked).
+    unsafe { write_switched_registers(HOST_MARKERS) };
 }
 
 fn host_registers() -> [u64; 5] {
-    [
-        read_sysreg!("S3_0_C2_C1_0"),
-        read_sysreg!("S3_3_C13_C0_5"),
-        read_sysreg!("cntv_cval_el0"),
-        read_sysreg!("cntv_ctl_el0") & 0b11,
-        read_sysreg!("csselr_el1"),
-    ]
+    read_switched_registers()
 }
 
-/// Counter 0 counts `INST_RETIRED` at EL1 only (not EL0, not EL2); returns its value.
+/// Counter 0 counts `INST_RETIRED` at EL1 only (not EL0, not EL2).
 fn start_el1_instruction_counter() {
-    // PMEVTYPER0_EL0: event 0x08; U (bit 30) set: not EL0; NSH (bit 27) clear: not EL2; M (bit 26)
-    // different from P (bit 31): not EL3.
-    let event = 0x08 | (1 << 30) | (1 << 26);
-    // SAFETY: the host's own PMU: counter 0 and PMCR_EL0.E, nothing else uses them in this program.
-    unsafe {
-        core::arch::asm!(
-            "msr pmevtyper0_el0, {event}",
-            "msr pmevcntr0_el0, xzr",
-            "msr pmcntenset_el0, {enable}",
-            "mrs {pmcr}, pmcr_el0",
-            "orr {pmcr}, {pmcr}, #1",
-            "msr pmcr_el0, {pmcr}",
-            "isb",
-            event = in(reg) event as u64,
-            enable = in(reg) 1u64,
-            pmcr = out(reg) _,
-            options(nostack),
-        );
-    }
+    // U set: not EL0; NSH clear: not EL2; M different from P: not EL3.
+    write_pmevtyper0_el0(Pmevtyper::new(
+        Pmevtyper::INST_RETIRED,
+        Pmevtyper::U | Pmevtyper::M,
+    ));
+    write_pmevcntr0_el0(0);
+    write_pmcntenset_el0(Pmcntenset::P0);
+    write_pmcr_el0(read_pmcr_el0() | PmcrEl0::E);
+    isb();
 }
 
 fn el1_instructions() -> u64 {
-    read_sysreg!("pmevcntr0_el0")
+    read_pmevcntr0_el0()
 }
 
 /// Whether the counter counts at all (QEMU counts `INST_RETIRED` only under `-icount`): 10,000
 /// iterations of a two-instruction loop must show.
 fn counter_counts() -> bool {
     let before = el1_instructions();
+    // Hand-written on purpose: a loop of exactly 20,000 instructions.
     // SAFETY: a register-only loop.
     unsafe {
         core::arch::asm!("1: subs {n}, {n}, #1", "b.ne 1b", n = inout(reg) 10_000u64 => _, options(nomem, nostack))
@@ -532,9 +509,11 @@ fn high_memory(page: u64) -> bool {
 fn el3_trap() -> bool {
     let before = UNDEFINED.load(Ordering::Relaxed);
     EXPECT_UNDEFINED.store(true, Ordering::Relaxed);
+    // Hand-written on purpose: the attack is this one instruction, which the handler steps over (an
+    // accessor's read, its result unused, could be dropped or moved by the compiler).
     // SAFETY: reading ICC_IAR0_EL1 from the Non-secure world traps to EL3, which must answer with an
     // undefined-instruction exception; the host's handler counts it and steps over the instruction.
-    unsafe { core::arch::asm!("mrs {}, S3_0_C12_C8_0", out(reg) _, options(nostack)) };
+    unsafe { core::arch::asm!("mrs {}, icc_iar0_el1", out(reg) _, options(nostack)) };
     EXPECT_UNDEFINED.store(false, Ordering::Relaxed);
     let undefined = UNDEFINED.load(Ordering::Relaxed) != before;
     report(

@@ -15,39 +15,34 @@ use crate::calls::hypercall;
 use crate::demo::{GUEST_MEMORY, METADATA, PAGE_SIZE, metadata_pages, status};
 use crate::{Parameters, secondaries};
 use abi::hypercall::{Gfn, HostHypercall, HypercallFailure, HypercallOutput, Pfn};
+use arm_sysregs::aarch32::registers::Pmcntenset;
+use arm_sysregs::el0::accessors::{read_pmcr_el0, write_pmcr_el0};
+use arm_sysregs::el0::registers::PmcrEl0;
 use platform_qemu::hypervisor_map::GUEST_ENTRY_IPA;
 use platform_qemu::println;
+use platform_qemu::sysreg::{Pmevtyper, isb, write_pmcntenset_el0, write_pmevtyper0_el0};
 
 /// Pages reclaimed per `RECLAIM_GUEST_PAGES` call (the same in every run, so reclaim figures compare).
 const RECLAIM_BATCH: u64 = 512;
 
 /// Starts PMU counter 0 counting `INST_RETIRED` at EL1, EL2 and EL3 (not EL0).
 fn start_instruction_counter() {
-    // PMEVTYPER0_EL0: event 0x08, U (bit 30) excludes EL0, NSH (bit 27) includes Non-secure EL2;
-    // P = M = 0 includes EL1 and EL3.
-    let event_type: u64 = 0x08 | (1 << 30) | (1 << 27);
-    // SAFETY: programs and enables PMU counter 0; no memory is touched. The hypervisor does not trap
-    // the host's PMU accesses (MDCR_EL2.TPM clear).
-    unsafe {
-        core::arch::asm!(
-            "msr pmselr_el0, xzr",
-            "msr pmxevtyper_el0, {event_type}",
-            "mov {tmp}, #1",
-            "msr pmcntenset_el0, {tmp}",
-            "mrs {tmp}, pmcr_el0",
-            "orr {tmp}, {tmp}, #1",
-            "msr pmcr_el0, {tmp}",
-            "isb",
-            event_type = in(reg) event_type,
-            tmp = out(reg) _,
-            options(nostack),
-        );
-    }
+    // U excludes EL0, NSH includes Non-secure EL2; P = M = 0 includes EL1 and EL3. The hypervisor
+    // does not trap the host's PMU accesses (MDCR_EL2.TPM clear).
+    write_pmevtyper0_el0(Pmevtyper::new(
+        Pmevtyper::INST_RETIRED,
+        Pmevtyper::U | Pmevtyper::NSH,
+    ));
+    write_pmcntenset_el0(Pmcntenset::P0);
+    write_pmcr_el0(read_pmcr_el0() | PmcrEl0::E);
+    isb();
 }
 
 /// PMU counter 0.
 fn instructions() -> u64 {
     let value: u64;
+    // Hand-written on purpose: the read that brackets the measured calls is exactly this
+    // synchronization and read, with nothing the compiler could add or move between them.
     // SAFETY: reading a PMU counter has no side effects.
     unsafe {
         core::arch::asm!("isb", "mrs {}, pmevcntr0_el0", out(reg) value, options(nostack));

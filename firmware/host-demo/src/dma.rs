@@ -15,10 +15,11 @@
 //! BAR 0 is placed at the start of the 32-bit MMIO window, and bus mastering is enabled. Without a
 //! hypervisor-owned SMMU every one of the attacks succeeds (docs/attacks/smmu.md).
 
+use crate::Parameters;
 use crate::calls::hypercall;
 use crate::demo::{self, GUEST_MEMORY, PAGE_SIZE, Vm};
-use crate::{Parameters, read_sysreg};
 use abi::hypercall::{HostHypercall, HypercallOutput, VcpuExit};
+use arm_sysregs::el0::accessors::{read_cntfrq_el0, read_cntvct_el0};
 use platform_qemu::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE, HYPERVISOR_SIZE};
 use platform_qemu::println;
 
@@ -152,10 +153,10 @@ impl Edu {
         mmio_write64(self.bar + EDU_DMA_COUNT, TRANSFER);
         let direction = if to_memory { EDU_DMA_TO_MEMORY } else { 0 };
         mmio_write64(self.bar + EDU_DMA_COMMAND, EDU_DMA_RUN | direction);
-        let frequency = read_sysreg!("cntfrq_el0");
-        let start = read_sysreg!("cntvct_el0");
+        let frequency = u64::from(read_cntfrq_el0().clockfreq());
+        let start = read_cntvct_el0().bits();
         while mmio_read64(self.bar + EDU_DMA_COMMAND) & EDU_DMA_RUN != 0 {
-            if read_sysreg!("cntvct_el0") - start > 2 * frequency {
+            if read_cntvct_el0().bits() - start > 2 * frequency {
                 return false;
             }
             core::hint::spin_loop();

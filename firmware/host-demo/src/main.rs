@@ -32,6 +32,9 @@ mod hostile;
 mod mmu;
 mod secondaries;
 
+use arm_sysregs::el0::accessors::read_currentel;
+use arm_sysregs::el1::accessors::{read_elr_el1, read_esr_el1, read_far_el1, write_elr_el1};
+use arm_sysregs::el1::registers::ElrEl1;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use platform_qemu::println;
@@ -53,16 +56,18 @@ pub static UNDEFINED: AtomicU64 = AtomicU64::new(0);
 /// Set around an instruction that must raise an undefined-instruction exception (the attack suite).
 pub static EXPECT_UNDEFINED: AtomicBool = AtomicBool::new(false);
 
-/// Reads a system register by name.
-macro_rules! read_sysreg {
-    ($name:literal) => {{
-        let value: u64;
-        // SAFETY: reading an EL1 system or ID register has no side effects.
-        unsafe { core::arch::asm!(concat!("mrs {}, ", $name), out(reg) value, options(nomem, nostack, preserves_flags)) };
-        value
-    }};
-}
-pub(crate) use read_sysreg;
+/// `ESR_EL1.EC` of an unknown-reason (undefined-instruction) exception.
+const EC_UNKNOWN: u8 = 0x00;
+/// `ESR_EL1.EC` of an instruction abort taken without a change of level.
+const EC_INSTRUCTION_ABORT_SAME: u8 = 0x21;
+/// `ESR_EL1.EC` of a data abort taken without a change of level.
+const EC_DATA_ABORT_SAME: u8 = 0x25;
+/// `ESR_EL1.ISS` bits of the fault status code (`DFSC`/`IFSC`) of an abort.
+const ISS_FAULT_STATUS: u32 = 0x3F;
+/// The fault status code of a synchronous external abort (not on a table walk).
+const FSC_SYNCHRONOUS_EXTERNAL: u32 = 0x10;
+/// The length of the (A64) instruction the handler steps over.
+const INSTRUCTION_BYTES: u64 = 4;
 
 /// The scenario and its parameters.
 #[derive(Clone, Copy, Debug)]
@@ -124,7 +129,7 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     unsafe { platform_qemu::console::init(platform_qemu::memory_map::CONSOLE) };
     println!(
         "host: demo host at EL{} on CPU 0, device tree at {device_tree:#x}",
-        (read_sysreg!("CurrentEL") >> 2) & 3
+        read_currentel().el()
     );
     let parameters = read_parameters();
     if parameters.benchmark {
@@ -165,29 +170,34 @@ extern "C" fn host_secondary_main(context: u64) -> ! {
 /// ends the demo.
 #[unsafe(no_mangle)]
 extern "C" fn host_sync_exception() {
-    let syndrome = read_sysreg!("esr_el1");
-    let class = syndrome >> 26;
-    let external_abort = syndrome & 0x3F == 0x10;
-    if (class == 0x25 || class == 0x21) && external_abort {
+    let syndrome = read_esr_el1();
+    let class = syndrome.ec();
+    let external_abort = syndrome.iss() & ISS_FAULT_STATUS == FSC_SYNCHRONOUS_EXTERNAL;
+    if (class == EC_DATA_ABORT_SAME || class == EC_INSTRUCTION_ABORT_SAME) && external_abort {
         ABORTS.fetch_add(1, Ordering::Relaxed);
-        let return_address = read_sysreg!("elr_el1") + 4;
-        // SAFETY: stepping over the faulting (32-bit) instruction; the handler returns there.
-        unsafe { core::arch::asm!("msr elr_el1, {}", in(reg) return_address, options(nostack)) };
+        step_over_instruction();
         return;
     }
-    if class == 0 && EXPECT_UNDEFINED.load(Ordering::Relaxed) {
+    if class == EC_UNKNOWN && EXPECT_UNDEFINED.load(Ordering::Relaxed) {
         UNDEFINED.fetch_add(1, Ordering::Relaxed);
-        let return_address = read_sysreg!("elr_el1") + 4;
-        // SAFETY: stepping over the undefined (32-bit) instruction; the handler returns there.
-        unsafe { core::arch::asm!("msr elr_el1, {}", in(reg) return_address, options(nostack)) };
+        step_over_instruction();
         return;
     }
     println!(
-        "host: FAIL: unexpected exception: ESR_EL1 {syndrome:#x} ELR_EL1 {:#x} FAR_EL1 {:#x}",
-        read_sysreg!("elr_el1"),
-        read_sysreg!("far_el1")
+        "host: FAIL: unexpected exception: ESR_EL1 {:#x} ELR_EL1 {:#x} FAR_EL1 {:#x}",
+        syndrome.bits(),
+        read_elr_el1().bits(),
+        read_far_el1().bits()
     );
     platform_qemu::semihosting::exit(3)
+}
+
+/// Makes the exception return to the instruction after the one that raised it (a faulting or
+/// undefined 32-bit A64 instruction).
+fn step_over_instruction() {
+    let next = read_elr_el1().bits() + INSTRUCTION_BYTES;
+    // SAFETY: the exception handler returns to the next instruction of the same code.
+    unsafe { write_elr_el1(ElrEl1::from_bits_retain(next)) };
 }
 
 /// Any vector the host does not expect.

@@ -5,8 +5,13 @@
 //! SME and plain stores of the demo go to Normal memory, as a real kernel's would; what the host may
 //! really touch is decided by the hypervisor's stage-2 underneath.
 
+use arm_sysregs::el1::accessors::{
+    write_mair_el1, write_sctlr_el1, write_tcr_el1, write_ttbr0_el1,
+};
+use arm_sysregs::el1::registers::{MairEl1, SctlrEl1, TcrEl1, Ttbr0El1};
 use board::{Platform, Selected as Board};
 use core::sync::atomic::{AtomicU64, Ordering};
+use platform_qemu::sysreg::{SCTLR_EL1_MMU_OFF, isb};
 
 /// One 4 KiB translation table.
 #[repr(C, align(4096))]
@@ -20,10 +25,10 @@ struct RootTable([AtomicU64; 512]);
 const BLOCK: u64 = 0b01 | (1 << 10);
 /// Table descriptor bits: valid table.
 const TABLE: u64 = 0b11;
-/// AttrIndx 0 (device nGnRE), privileged and unprivileged execute-never.
+/// AttrIndx 0 ([`DEVICE_INDEX`], device nGnRE), privileged and unprivileged execute-never.
 const DEVICE: u64 = BLOCK | (1 << 53) | (1 << 54);
-/// AttrIndx 1 (normal write-back), inner shareable.
-const NORMAL: u64 = BLOCK | (1 << 2) | (3 << 8);
+/// AttrIndx 1 ([`NORMAL_INDEX`], normal write-back), inner shareable.
+const NORMAL: u64 = BLOCK | ((NORMAL_INDEX as u64) << 2) | (3 << 8);
 
 /// Start of DRAM.
 const DRAM_BASE: u64 = Board::DRAM_BASE as u64;
@@ -56,13 +61,54 @@ static DRAM: Table = level1(DRAM_SLOT);
 /// The root.
 static LEVEL0: RootTable = RootTable([const { AtomicU64::new(0) }; 512]);
 
-/// MAIR_EL1: index 0 device nGnRE, index 1 normal inner/outer write-back read/write-allocate.
-const MAIR: u64 = 0x04 | (0xFF << 8);
-/// TCR_EL1: T0SZ = 16 (256 TiB, walks start at level 0), write-back inner shareable walks, 4 KiB
-/// granule, TTBR1 walks disabled (EPD1), 48-bit intermediate physical addresses.
-const TCR: u64 = 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (5 << 32);
-/// SCTLR_EL1: RES1 bits, MMU, data cache, stack alignment check, instruction cache.
-const SCTLR: u64 = 0x30D0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12);
+/// `MAIR_EL1` attribute index of device memory (nGnRE), the `AttrIndx` of [`DEVICE`].
+const DEVICE_INDEX: u32 = 0;
+/// `MAIR_EL1` attribute index of normal memory, the `AttrIndx` of [`NORMAL`].
+const NORMAL_INDEX: u32 = 1;
+/// The memory-attribute encoding of Device-nGnRE.
+const DEVICE_NGNRE: u8 = 0b0000_0100;
+/// The memory-attribute encoding of Normal memory, inner and outer write-back non-transient, read-
+/// and write-allocate.
+const NORMAL_WRITE_BACK: u8 = 0b1111_1111;
+
+/// `MAIR_EL1`: index 0 device nGnRE, index 1 normal write-back memory.
+const MAIR: MairEl1 = MairEl1::empty()
+    .with_attr(DEVICE_INDEX, DEVICE_NGNRE)
+    .with_attr(NORMAL_INDEX, NORMAL_WRITE_BACK);
+
+/// `T0SZ` of a 48-bit (256 TiB) virtual address space: walks start at level 0.
+const T0SZ_48_BITS: u8 = 64 - 48;
+/// `IRGN0`/`ORGN0`: table walks write-back, read- and write-allocate.
+const WALK_WRITE_BACK: u8 = 0b01;
+/// `SH0`: table walks inner shareable.
+const WALK_INNER_SHAREABLE: u8 = 0b11;
+/// `TG0`: 4 KiB granule.
+const GRANULE_4K: u8 = 0b00;
+/// `IPS`: 48-bit intermediate physical addresses.
+const INTERMEDIATE_48_BITS: u8 = 0b101;
+
+/// `TCR_EL1`: 48-bit virtual and intermediate physical addresses, write-back inner shareable table
+/// walks, 4 KiB granule, `TTBR1_EL1` walks disabled (`EPD1`).
+const TCR: TcrEl1 = TcrEl1::EPD1
+    .with_t0sz(T0SZ_48_BITS)
+    .with_irgn0(WALK_WRITE_BACK)
+    .with_orgn0(WALK_WRITE_BACK)
+    .with_sh0(WALK_INNER_SHAREABLE)
+    .with_tg0(GRANULE_4K)
+    .with_ips(INTERMEDIATE_48_BITS);
+
+/// `SCTLR_EL1` in use: the translation-off value and the MMU (M), data and instruction caches (C,
+/// I), stack alignment checks (SA).
+const SCTLR: SctlrEl1 = SCTLR_EL1_MMU_OFF
+    .union(SctlrEl1::M)
+    .union(SctlrEl1::C)
+    .union(SctlrEl1::SA)
+    .union(SctlrEl1::I);
+
+// The values this image wrote by hand before.
+const _: () = assert!(MAIR.bits() == 0x04 | (0xFF << 8));
+const _: () = assert!(TCR.bits() == 16 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (5 << 32));
+const _: () = assert!(SCTLR.bits() == 0x30D0_0800 | 1 | (1 << 2) | (1 << 3) | (1 << 12));
 
 /// Turns this CPU's EL1 MMU and caches on with the identity map.
 pub fn enable() {
@@ -71,27 +117,29 @@ pub fn enable() {
     LEVEL0.0[0].store(&raw const LOW as u64 | TABLE, Ordering::Relaxed);
     LEVEL0.0[DRAM_SLOT].store(&raw const DRAM as u64 | TABLE, Ordering::Relaxed);
     let root = &raw const LEVEL0 as u64;
-    // SAFETY: the identity map covers the host's code, data, stacks and UART at the addresses they
-    // already have, so turning translation on changes no address the program uses.
+    // SAFETY: the translation controls take effect only when SCTLR_EL1.M is set below.
+    unsafe {
+        write_mair_el1(MAIR);
+        write_tcr_el1(TCR);
+        write_ttbr0_el1(Ttbr0El1::from_bits_retain(root));
+    }
+    // Hand-written on purpose: the barrier and TLB maintenance sequence between the translation
+    // controls and SCTLR_EL1 (no accessor gives barriers or TLBI).
+    // SAFETY: barriers and invalidating this EL1's TLB entries touch no memory.
     unsafe {
         core::arch::asm!(
-            "msr mair_el1, {mair}",
-            "msr tcr_el1, {tcr}",
-            "msr ttbr0_el1, {root}",
             "dsb ish",
             "isb",
             "tlbi vmalle1",
             "dsb nsh",
             "isb",
-            "msr sctlr_el1, {sctlr}",
-            "isb",
-            mair = in(reg) MAIR,
-            tcr = in(reg) TCR,
-            root = in(reg) root,
-            sctlr = in(reg) SCTLR,
-            options(nostack),
+            options(nostack, preserves_flags)
         );
     }
+    // SAFETY: the identity map covers the host's code, data, stacks and UART at the addresses they
+    // already have, so turning translation on changes no address the program uses.
+    unsafe { write_sctlr_el1(SCTLR) };
+    isb();
 }
 
 /// Cleans `range` to the point of coherency (data the guest will read with its MMU off).

@@ -5,10 +5,13 @@
 //! the hypervisor's per-CPU set-up a second time (with whatever EL2 state the monitor left).
 
 use crate::calls::{AFFINITY_INFO, CPU_OFF, CPU_ON, smc};
-use crate::read_sysreg;
+use arm_sysregs::el0::accessors::{read_cntfrq_el0, read_cntpct_el0};
+use arm_sysregs::el1::accessors::{read_id_aa64pfr1_el1, write_cpacr_el1};
+use arm_sysregs::el1::registers::CpacrEl1;
 use core::sync::atomic::{AtomicU64, Ordering};
 use platform_qemu::memory_map::MAX_CPUS;
 use platform_qemu::println;
+use platform_qemu::sysreg::{SmcrLen, isb, write_smcr_el1};
 
 unsafe extern "C" {
     fn host_secondary_entry();
@@ -39,27 +42,37 @@ static ROUNDS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 
 /// Whether this CPU implements SME (ID_AA64PFR1_EL1.SME).
 pub fn has_sme() -> bool {
-    (read_sysreg!("id_aa64pfr1_el1") >> 24) & 0xF != 0
+    read_id_aa64pfr1_el1().sme() != 0
 }
+
+/// `CPACR_EL1.FPEN`/`ZEN`/`SMEN`: no trapping of the instructions the field controls.
+const NO_TRAP: u8 = 0b11;
+/// `CPACR_EL1`: FP/SIMD, SVE and SME at EL1 and EL0 without trapping.
+const CPACR_VECTORS: CpacrEl1 = CpacrEl1::empty()
+    .with_fpen(NO_TRAP)
+    .with_zen(NO_TRAP)
+    .with_smen(NO_TRAP);
+const _: () = assert!(CPACR_VECTORS.bits() == (0b11 << 20) | (0b11 << 16) | (0b11 << 24));
 
 /// Lets EL1 use FP/SIMD, SVE and SME (CPACR_EL1.FPEN, ZEN, SMEN) with the largest streaming vector
 /// length (SMCR_EL1.LEN).
 pub fn enable_sme() {
-    let cpacr = (0b11 << 20) | (0b11 << 16) | (0b11 << 24);
-    // SAFETY: these writes only allow this EL1 to use the vector registers.
-    unsafe {
-        core::arch::asm!("msr cpacr_el1, {}", "isb", in(reg) cpacr as u64, options(nostack));
-        if has_sme() {
-            core::arch::asm!("msr S3_0_C1_C2_6, {}", "isb", in(reg) 15u64, options(nostack));
-        }
+    // SAFETY: this write only allows this EL1 to use the vector registers.
+    unsafe { write_cpacr_el1(CPACR_VECTORS) };
+    isb();
+    if has_sme() {
+        write_smcr_el1(SmcrLen::MAX);
+        isb();
     }
 }
 
 /// Waits (boundedly, two seconds of the system counter) until `done` says so.
 fn wait_until(done: impl Fn() -> bool) {
-    let frequency = read_sysreg!("cntfrq_el0");
-    let deadline = read_sysreg!("cntpct_el0").saturating_add(frequency.saturating_mul(2));
-    while !done() && read_sysreg!("cntpct_el0") < deadline {
+    let frequency = u64::from(read_cntfrq_el0().clockfreq());
+    let deadline = read_cntpct_el0()
+        .bits()
+        .saturating_add(frequency.saturating_mul(2));
+    while !done() && read_cntpct_el0().bits() < deadline {
         // YIELD, not `spin_loop()` (an ISB on aarch64): under `-icount` QEMU runs the vCPUs in turns
         // and only a YIELD/WFE/WFI ends this CPU's turn, so the CPUs being waited for get to run.
         // SAFETY: YIELD is a hint with no architectural effect.

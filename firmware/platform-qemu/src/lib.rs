@@ -15,7 +15,8 @@
 //! and have no allocator.
 //!
 //! What we wrote ourselves and why: semihosting (`HLT #0xF000`) and the power requests are a few
-//! lines each (see [`power`]); the console wraps `arm-pl011-uart`.
+//! lines each (see [`power`]); the console wraps `arm-pl011-uart`; [`sysreg`] has the few system
+//! registers the payloads reach that `arm-sysregs` lacks (its doc has the table).
 #![no_std]
 
 pub mod console;
@@ -27,3 +28,4 @@ pub mod memory_map;
 pub mod power;
 pub mod semihosting;
 pub mod smccc;
+pub mod sysreg;
