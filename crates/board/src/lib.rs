@@ -184,7 +184,7 @@ pub const SGI_TARGET_LIST_CPUS: usize = 16;
 /// A CPU numbering by clusters: the dense index is `Aff1 << cluster_shift | Aff0`, Aff2 and Aff3 are
 /// 0, Aff0 is below `1 << cluster_shift`. QEMU `virt` with a GICv3 has 16 CPUs per cluster (shift
 /// 4); a board of 4-core clusters has shift 2. The entry code of the monitor and the hypervisor
-/// computes the same index in assembly (`platform_qemu::asm_macros!`, from [`Self::cluster_shift`]).
+/// computes the same index in assembly (`firmware_runtime::asm_macros!`, from [`Self::cluster_shift`]).
 #[derive(Clone, Copy, Debug, Eq, PartialEq)]
 pub struct ClusterNumbering {
     /// log2 of the number of CPUs per Aff1 cluster.

@@ -7,8 +7,8 @@ use arm_sysregs::el2::accessors::{
     write_sctlr_el2,
 };
 use arm_sysregs::el2::registers::{HcrEl2, IccSreEl2, SctlrEl2};
-pub use platform_qemu::smccc::smc;
-use platform_qemu::sysreg::isb;
+pub use firmware_runtime::smccc::smc;
+use firmware_runtime::sysreg::isb;
 
 /// x0 of an SMC as a signed value.
 pub fn smc_signed(function_id: u32, arguments: [u64; 3]) -> i64 {
@@ -77,14 +77,14 @@ pub fn wait_statistics(cpu: usize) -> (u64, u64, u64) {
 /// This CPU's dense index, as the board numbers its CPUs (`board::Platform::cpu_index`: on QEMU
 /// `sbsa-ref` the 9th CPU is MPIDR 0x100, index 8).
 pub fn cpu_index() -> usize {
-    platform_qemu::cpu::current_index::<board::Selected>()
+    firmware_runtime::cpu::current_index::<board::Selected>()
 }
 
 /// Enables the system-register interface of the GIC at EL2 and SGI 0 (Group 1 NS) in this CPU's
 /// redistributor, so that an SGI can wake this CPU from a suspend.
 pub fn enable_wake_sgi() {
-    let sgi_frame = platform_qemu::memory_map::GICR_BASE
-        + cpu_index() * platform_qemu::memory_map::GICR_STRIDE
+    let sgi_frame = firmware_runtime::memory_map::GICR_BASE
+        + cpu_index() * firmware_runtime::memory_map::GICR_STRIDE
         + 0x1_0000;
     // ICC_SRE_EL2.SRE on, every other field as the monitor left it (`arm-gic`'s
     // `enable_system_register_el2` would also write `Enable`, which this payload leaves alone).
@@ -103,7 +103,7 @@ const WAKE_SGI: IntId = IntId::sgi(0);
 /// Sends SGI 0 (Group 1 NS) to the CPU with dense index `target`.
 pub fn send_wake_sgi(target: usize) {
     // The board's numbering: Aff0 selects the bit of the target list, Aff1 the cluster.
-    let mpidr = platform_qemu::cpu::mpidr_from_index(target);
+    let mpidr = firmware_runtime::cpu::mpidr_from_index(target);
     let target = SgiTarget::List {
         affinity3: 0,
         affinity2: 0,

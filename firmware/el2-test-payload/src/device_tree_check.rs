@@ -2,8 +2,8 @@
 
 use core::fmt::Write;
 use device_tree::{DeviceTree, Error};
-use platform_qemu::memory_map::{DEVICE_TREE_MAX_SIZE, SECURE_RAM_BASE};
-use platform_qemu::println;
+use firmware_runtime::memory_map::{DEVICE_TREE_MAX_SIZE, SECURE_RAM_BASE};
+use firmware_runtime::println;
 
 /// A node path built without an allocator.
 struct Path {
@@ -117,7 +117,7 @@ pub fn check(address: u64) {
         ),
         Err(reason) => {
             println!("payload: FAIL: device tree: {reason}");
-            platform_qemu::semihosting::exit(1)
+            firmware_runtime::semihosting::exit(1)
         }
     }
 }

@@ -3,7 +3,7 @@
  * tree. `payload_secondary`: CPUs started by CPU_ON or resuming from a power-down CPU_SUSPEND,
  * x0 = context id. Both set the CPU's stack (the board's dense CPU index from MPIDR: MAX_CPUS and
  * CLUSTER_SHIFT come from board::Selected) and the EL2 vectors. The macros come from
- * platform_qemu::asm_macros! (included before this file).
+ * firmware_runtime::asm_macros! (included before this file).
  */
 .macro set_stack
     cpu_index_or_park x9, x10, x11, {MAX_CPUS}, {CLUSTER_SHIFT}, payload_park

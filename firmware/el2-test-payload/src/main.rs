@@ -1,7 +1,7 @@
 //! The Non-secure EL2 payload that drives the monitor's QEMU tests (`cargo xtask test`).
 //!
 //! The scenario is chosen by the test-parameter block QEMU writes at
-//! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS): word 0 the
+//! [`TEST_PARAMETERS_ADDRESS`](firmware_runtime::memory_map::TEST_PARAMETERS_ADDRESS): word 0 the
 //! scenario, word 1 the result the erratum call must give (0, or -3 on unaffected CPUs), word 2 the
 //! number of calls per round. The payload prints `payload: <scenario>: PASS` and exits QEMU through
 //! semihosting with status 0, or prints `FAIL` lines and exits with status 1. The PSCI scenario ends
@@ -17,7 +17,7 @@ mod device_tree_check;
 mod scenarios;
 
 use core::arch::global_asm;
-use platform_qemu::println;
+use firmware_runtime::println;
 
 // The build script linked the image for the board its libraries read (`board::Selected`).
 const _: () = assert!(board::same_name(
@@ -27,7 +27,7 @@ const _: () = assert!(board::same_name(
 
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
 global_asm!(
-    platform_qemu::asm_macros!(),
+    firmware_runtime::asm_macros!(),
     include_str!("entry.S"),
     MAX_CPUS = const <board::Selected as board::Platform>::MAX_CPUS,
     CLUSTER_SHIFT = const <board::Selected as board::Platform>::CPU_NUMBERING.cluster_shift,
@@ -87,7 +87,7 @@ pub struct Parameters {
 }
 
 fn read_parameters() -> Option<Parameters> {
-    let base = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS as *const u64;
+    let base = firmware_runtime::memory_map::TEST_PARAMETERS_ADDRESS as *const u64;
     // SAFETY: the parameter block lies in DRAM below the payload, written by QEMU before the start and
     // never written by anything afterwards; the MMU is off, so the physical address is the address.
     let words = unsafe {
@@ -109,11 +109,11 @@ fn read_parameters() -> Option<Parameters> {
 extern "C" fn payload_main(device_tree: u64) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off) and the console is its only user in
     // this image.
-    unsafe { platform_qemu::console::init(platform_qemu::memory_map::CONSOLE) };
+    unsafe { firmware_runtime::console::init(firmware_runtime::memory_map::CONSOLE) };
     println!("payload: EL2 test payload on CPU 0, device tree at {device_tree:#x}");
     let Some(parameters) = read_parameters() else {
         println!("payload: no valid test parameters");
-        platform_qemu::semihosting::exit(2)
+        firmware_runtime::semihosting::exit(2)
     };
     if parameters.scenario == Scenario::Boot {
         device_tree_check::check(device_tree);
@@ -133,11 +133,11 @@ extern "C" fn payload_unexpected_exception(syndrome: u64, address: u64) -> ! {
     println!(
         "payload: FAIL: unexpected exception at EL2: ESR_EL2 {syndrome:#x} ELR_EL2 {address:#x}"
     );
-    platform_qemu::semihosting::exit(1)
+    firmware_runtime::semihosting::exit(1)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("payload: FAIL: panic: {info}");
-    platform_qemu::semihosting::exit(1)
+    firmware_runtime::semihosting::exit(1)
 }

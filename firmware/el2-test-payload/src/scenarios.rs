@@ -9,11 +9,11 @@ use arm_sysregs::el1::accessors::write_sctlr_el1;
 use arm_sysregs::el2::accessors::{write_elr_el2, write_hcr_el2, write_spsr_el2};
 use arm_sysregs::el2::registers::{ElrEl2, HcrEl2, SpsrEl2};
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use platform_qemu::cpu::mpidr_from_index;
-use platform_qemu::memory_map::{MAX_CPUS, SECURE_RAM_BASE};
-use platform_qemu::println;
-use platform_qemu::semihosting::exit;
-use platform_qemu::sysreg::{Pmevtyper, SCTLR_EL1_MMU_OFF};
+use firmware_runtime::cpu::mpidr_from_index;
+use firmware_runtime::memory_map::{MAX_CPUS, SECURE_RAM_BASE};
+use firmware_runtime::println;
+use firmware_runtime::semihosting::exit;
+use firmware_runtime::sysreg::{Pmevtyper, SCTLR_EL1_MMU_OFF};
 
 /// `SPSR_EL2` of the entry to EL1: EL1h (`M[3:0]` = 0b0101), D, A, I and F masked.
 const SPSR_EL1H_MASKED: SpsrEl2 = SpsrEl2::D
@@ -35,7 +35,7 @@ enum Job {
     Caller = 1,
     /// Drop to EL1 and spin there with every interrupt masked.
     SpinAtEl1 = 2,
-    /// Report in and `CPU_OFF` again.
+    /// Report in, wait until [`HOLD_OFF`] is clear, and `CPU_OFF` again.
     ReportAndOff = 3,
     /// Loop: standby suspend, power-down suspend (resuming at [`Job::Churn`]), `CPU_OFF`.
     Churn = 4,
@@ -59,6 +59,10 @@ static ITERATIONS: AtomicU64 = AtomicU64::new(1000);
 static EXPECTED: AtomicU64 = AtomicU64::new(0);
 static CHURN_LOOPS: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static STOP_CHURN: AtomicBool = AtomicBool::new(false);
+/// Keeps a [`Job::ReportAndOff`] CPU on until cleared, so that a second `CPU_ON` is certain to find
+/// it on or still pending (otherwise a fast CPU could already be off again, and `CPU_ON` rightly
+/// succeed).
+static HOLD_OFF: AtomicBool = AtomicBool::new(false);
 static SUSPENDING: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static RESUMED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
 static PARAMETERS_SCENARIO: AtomicU64 = AtomicU64::new(0);
@@ -497,7 +501,7 @@ fn measure(function_id: u32, iterations: u64) -> u64 {
     // Hand-written on purpose: the benchmark's figures are this exact instruction sequence (the
     // counter set-up, the two counter reads and the loop between them), so the compiler must not
     // place, merge or reorder anything in it. The values are the named fields of `arm-sysregs`
-    // (`PmcrEl0::E`, `Pmcntenset::P0`) and of `platform_qemu::sysreg::Pmevtyper`, as `const`
+    // (`PmcrEl0::E`, `Pmcntenset::P0`) and of `firmware_runtime::sysreg::Pmevtyper`, as `const`
     // operands: the same instructions as the literals they replace.
     // SAFETY: programs PMU counter 0 (INST_RETIRED, counting EL2 and EL3) and makes SMCs; the monitor
     // preserves every register but x0-x3.
@@ -602,8 +606,11 @@ fn psci_scenario() -> ! {
         );
     }
     if cpus >= 2 {
+        HOLD_OFF.store(true, Ordering::SeqCst);
         let first = cpu_on(1, Job::ReportAndOff);
         let second = cpu_on(1, Job::ReportAndOff);
+        HOLD_OFF.store(false, Ordering::SeqCst);
+        calls::send_event();
         check!(first == 0, "CPU_ON(1) returned {first}");
         check!(
             second == -5 || second == -4,
@@ -703,6 +710,9 @@ pub fn secondary(context: u64) -> ! {
         c if c == Job::ReportAndOff as u64 => {
             ONLINE[cpu].store(true, Ordering::SeqCst);
             calls::send_event();
+            while HOLD_OFF.load(Ordering::SeqCst) {
+                calls::wait_for_event();
+            }
             let result = smc_signed(psci::CPU_OFF, [0; 3]);
             fail(format_args!("CPU {cpu}: CPU_OFF returned {result}"));
             loop {

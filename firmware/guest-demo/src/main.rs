@@ -19,7 +19,7 @@ use core::arch::global_asm;
 
 // The shared assembler macros (`zero_bss`) first: they must be defined before their use.
 global_asm!(
-    platform_qemu::asm_macros!(),
+    firmware_runtime::asm_macros!(),
     r#"
 .section .text.entry, "ax"
 .global guest_entry
@@ -67,11 +67,11 @@ const GUEST_MARKERS: [u64; 5] = [
 /// Reads the registers a world switch must switch (what the host may have left there) into
 /// `found`, then leaves the guest's own values in them.
 fn probe_registers(found: &mut [u64; 5]) {
-    *found = platform_qemu::sysreg::read_switched_registers();
+    *found = firmware_runtime::sysreg::read_switched_registers();
     // SAFETY: this EL1's own registers: the key is not used (pointer authentication is off in
     // SCTLR_EL1), the virtual timer stays disabled, CSSELR only selects which cache ID register
     // reads back.
-    unsafe { platform_qemu::sysreg::write_switched_registers(GUEST_MARKERS) };
+    unsafe { firmware_runtime::sysreg::write_switched_registers(GUEST_MARKERS) };
 }
 
 /// Makes an HVC (`smccc::hvc64`) with `function_id` and `x1` = `argument`; returns `x0`.

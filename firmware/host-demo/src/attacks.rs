@@ -29,10 +29,10 @@ use arm_sysregs::aarch32::registers::Pmcntenset;
 use arm_sysregs::el0::accessors::{read_pmcr_el0, write_pmcr_el0};
 use arm_sysregs::el0::registers::PmcrEl0;
 use core::sync::atomic::Ordering;
-use platform_qemu::hypervisor_map::GUEST_ENTRY_IPA;
-use platform_qemu::memory_map::GICR_BASE;
-use platform_qemu::println;
-use platform_qemu::sysreg::{
+use firmware_runtime::hypervisor_map::GUEST_ENTRY_IPA;
+use firmware_runtime::memory_map::GICR_BASE;
+use firmware_runtime::println;
+use firmware_runtime::sysreg::{
     Pmevtyper, isb, read_pmevcntr0_el0, read_switched_registers, write_pmcntenset_el0,
     write_pmevcntr0_el0, write_pmevtyper0_el0, write_switched_registers,
 };
@@ -42,7 +42,7 @@ const FW_CFG_BASE: u64 = 0x0902_0000;
 /// QEMU `virt`'s GICv3 ITS (control frame).
 const GITS_BASE: u64 = 0x0808_0000;
 /// A host page for DMA descriptors and the ITS command queue (never donated).
-const SCRATCH: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x4_0000;
+const SCRATCH: u64 = firmware_runtime::hypervisor_map::HOST_BUFFERS - 0x4_0000;
 /// The host's values in the registers the world switch must switch (pointer-authentication key A
 /// low half, `TPIDR2_EL0`, `CNTV_CVAL_EL0`, `CNTV_CTL_EL0` with the interrupt masked, `CSSELR_EL1`).
 const HOST_MARKERS: [u64; 5] = [

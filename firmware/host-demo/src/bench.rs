@@ -18,9 +18,9 @@ use abi::hypercall::{Gfn, HostHypercall, HypercallFailure, HypercallOutput, Pfn}
 use arm_sysregs::aarch32::registers::Pmcntenset;
 use arm_sysregs::el0::accessors::{read_pmcr_el0, write_pmcr_el0};
 use arm_sysregs::el0::registers::PmcrEl0;
-use platform_qemu::hypervisor_map::GUEST_ENTRY_IPA;
-use platform_qemu::println;
-use platform_qemu::sysreg::{Pmevtyper, isb, write_pmcntenset_el0, write_pmevtyper0_el0};
+use firmware_runtime::hypervisor_map::GUEST_ENTRY_IPA;
+use firmware_runtime::println;
+use firmware_runtime::sysreg::{Pmevtyper, isb, write_pmcntenset_el0, write_pmevtyper0_el0};
 
 /// Pages reclaimed per `RECLAIM_GUEST_PAGES` call (the same in every run, so reclaim figures compare).
 const RECLAIM_BATCH: u64 = 512;

@@ -1,8 +1,8 @@
 //! The host's calls: hypercalls to the hypervisor (`HVC`) and SMCs (which the hypervisor traps and
-//! forwards, rewrites or refuses; the SMC wrapper is `platform_qemu::smccc::smc`).
+//! forwards, rewrites or refuses; the SMC wrapper is `firmware_runtime::smccc::smc`).
 
 use abi::hypercall::{HostHypercall, HypercallFailure, HypercallOutput, Results};
-pub use platform_qemu::smccc::smc;
+pub use firmware_runtime::smccc::smc;
 
 /// Makes an `HVC` (`smccc::hvc64`) with x0 = `function_id` and x1-x4 = `arguments`; returns x0-x6.
 pub fn hvc(function_id: u32, arguments: [u64; 4]) -> Results {

@@ -7,10 +7,10 @@ use abi::hypercall::{
     ProtectedModeStatus, VcpuExit, VmHandle,
 };
 use core::sync::atomic::Ordering;
-use platform_qemu::hypervisor_map::{
+use firmware_runtime::hypervisor_map::{
     DONATION_BASE, GUEST_ENTRY_IPA, GUEST_IMAGE_LOAD_ADDRESS, GUEST_IMAGE_MAX_SIZE,
 };
-use platform_qemu::println;
+use firmware_runtime::println;
 
 unsafe extern "C" {
     fn sme_touch(address: u64);

@@ -20,8 +20,8 @@ use crate::calls::hypercall;
 use crate::demo::{self, GUEST_MEMORY, PAGE_SIZE, Vm};
 use abi::hypercall::{HostHypercall, HypercallOutput, VcpuExit};
 use arm_sysregs::el0::accessors::{read_cntfrq_el0, read_cntvct_el0};
-use platform_qemu::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE, HYPERVISOR_SIZE};
-use platform_qemu::println;
+use firmware_runtime::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE, HYPERVISOR_SIZE};
+use firmware_runtime::println;
 
 /// QEMU `virt`'s ECAM when the device tree does not say (the high ECAM, 256 buses).
 const DEFAULT_ECAM: u64 = 0x40_1000_0000;
@@ -44,7 +44,7 @@ const EDU_DMA_RUN: u64 = 1;
 const EDU_DMA_TO_MEMORY: u64 = 2;
 
 /// Host pages this scenario uses (host memory nothing else in the demo touches).
-const SCRATCH: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x20_0000;
+const SCRATCH: u64 = firmware_runtime::hypervisor_map::HOST_BUFFERS - 0x20_0000;
 /// The page of the hypervisor's memory the attack targets: its last page, past everything the
 /// hypervisor uses, so a successful write does no harm beyond proving the point.
 const HYPERVISOR_TARGET: u64 = (HYPERVISOR_BASE + HYPERVISOR_SIZE) as u64 - PAGE_SIZE;

@@ -7,7 +7,7 @@
  *
  * A synchronous exception at EL1 (the aborts the hypervisor injects when the host touches memory it
  * gave away) calls host_sync_exception, which counts it and steps over the faulting instruction.
- * The macros come from platform_qemu::asm_macros! (included before this file).
+ * The macros come from firmware_runtime::asm_macros! (included before this file).
  */
 .arch armv9-a+sme
 

@@ -9,12 +9,12 @@ use abi::hypercall::{
     Gfn, HostHypercall, HypercallError, HypercallFailure, HypercallOutput, Pfn, VcpuExit, VmHandle,
 };
 use core::sync::atomic::Ordering;
-use platform_qemu::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE};
-use platform_qemu::memory_map::SECURE_RAM_BASE;
-use platform_qemu::println;
+use firmware_runtime::hypervisor_map::{GUEST_ENTRY_IPA, HYPERVISOR_BASE};
+use firmware_runtime::memory_map::SECURE_RAM_BASE;
+use firmware_runtime::println;
 
 /// A host page that is never donated: used for sharing and for "still usable" checks.
-const SPARE_PAGE: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS - 0x1_0000;
+const SPARE_PAGE: u64 = firmware_runtime::hypervisor_map::HOST_BUFFERS - 0x1_0000;
 /// A guest address with nothing behind it.
 const FREE_IPA: u64 = GUEST_ENTRY_IPA + 0x1000_0000;
 

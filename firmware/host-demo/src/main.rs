@@ -3,7 +3,7 @@
 //! It brings up every CPU through PSCI (the hypervisor rewrites `CPU_ON`), keeps the secondary CPUs
 //! busy with SME Streaming-mode store loops into host memory, and on the boot CPU runs one of two
 //! scenarios chosen by the parameter block QEMU writes at
-//! [`TEST_PARAMETERS_ADDRESS`](platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
+//! [`TEST_PARAMETERS_ADDRESS`](firmware_runtime::memory_map::TEST_PARAMETERS_ADDRESS) (word 0: 0 or 1
 //! the demo, 2 the hostile host, 3 the donation benchmark, 4 the attack suite, 5 the DMA scenario;
 //! word 1: guest memory in MiB, 0 for 16; word 2: guest image size; benchmark only: word 3 pages per
 //! `DONATE_GUEST` call, word 4 non-zero for 2 MiB-aligned ranges; attack suite only: word 5 a host
@@ -37,7 +37,7 @@ use arm_sysregs::el1::accessors::{read_elr_el1, read_esr_el1, read_far_el1, writ
 use arm_sysregs::el1::registers::ElrEl1;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use platform_qemu::println;
+use firmware_runtime::println;
 
 // The build script linked the image for the board its libraries read (`board::Selected`).
 const _: () = assert!(board::same_name(
@@ -46,7 +46,7 @@ const _: () = assert!(board::same_name(
 ));
 
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
-global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"));
+global_asm!(firmware_runtime::asm_macros!(), include_str!("entry.S"));
 
 /// Synchronous external aborts the host has taken (the hypervisor injects one for every access to
 /// memory the host gave away).
@@ -93,7 +93,7 @@ pub struct Parameters {
 }
 
 fn read_parameters() -> Parameters {
-    let base = platform_qemu::memory_map::TEST_PARAMETERS_ADDRESS as *const u64;
+    let base = firmware_runtime::memory_map::TEST_PARAMETERS_ADDRESS as *const u64;
     // SAFETY: the parameter block is host memory below the hypervisor, written by QEMU before the start
     // and never by anything else; with the MMU off the address is physical.
     let words = unsafe {
@@ -126,7 +126,7 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     mmu::enable();
     // SAFETY: UART0 is device memory the hypervisor maps on demand; this image's console is its only
     // user here.
-    unsafe { platform_qemu::console::init(platform_qemu::memory_map::CONSOLE) };
+    unsafe { firmware_runtime::console::init(firmware_runtime::memory_map::CONSOLE) };
     println!(
         "host: demo host at EL{} on CPU 0, device tree at {device_tree:#x}",
         read_currentel().el()
@@ -135,7 +135,7 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     if parameters.benchmark {
         let passed = bench::run(parameters, device_tree);
         println!("host: RESULT: {}", if passed { "PASS" } else { "FAIL" });
-        platform_qemu::semihosting::exit(if passed { 0 } else { 1 })
+        firmware_runtime::semihosting::exit(if passed { 0 } else { 1 })
     }
     let cpus = secondaries::start_all(device_tree);
     let passed = if parameters.hostile {
@@ -156,7 +156,7 @@ extern "C" fn host_main(device_tree: u64) -> ! {
     );
     let passed = passed && revived as usize == cpus - 1;
     println!("host: RESULT: {}", if passed { "PASS" } else { "FAIL" });
-    platform_qemu::semihosting::exit(if passed { 0 } else { 1 })
+    firmware_runtime::semihosting::exit(if passed { 0 } else { 1 })
 }
 
 /// A CPU started with `CPU_ON` (context id: its index, plus a flag on its second start).
@@ -189,7 +189,7 @@ extern "C" fn host_sync_exception() {
         read_elr_el1().bits(),
         read_far_el1().bits()
     );
-    platform_qemu::semihosting::exit(3)
+    firmware_runtime::semihosting::exit(3)
 }
 
 /// Makes the exception return to the instruction after the one that raised it (a faulting or
@@ -204,11 +204,11 @@ fn step_over_instruction() {
 #[unsafe(no_mangle)]
 extern "C" fn host_unexpected_exception(syndrome: u64, address: u64) -> ! {
     println!("host: FAIL: unexpected exception vector: ESR_EL1 {syndrome:#x} ELR_EL1 {address:#x}");
-    platform_qemu::semihosting::exit(3)
+    firmware_runtime::semihosting::exit(3)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("host: FAIL: panic: {info}");
-    platform_qemu::semihosting::exit(1)
+    firmware_runtime::semihosting::exit(1)
 }

@@ -11,7 +11,7 @@ use arm_sysregs::el1::accessors::{
 use arm_sysregs::el1::registers::{MairEl1, SctlrEl1, TcrEl1, Ttbr0El1};
 use board::{Platform, Selected as Board};
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform_qemu::sysreg::{SCTLR_EL1_MMU_OFF, isb};
+use firmware_runtime::sysreg::{SCTLR_EL1_MMU_OFF, isb};
 
 /// One 4 KiB translation table.
 #[repr(C, align(4096))]

@@ -9,9 +9,9 @@ use arm_sysregs::el0::accessors::{read_cntfrq_el0, read_cntpct_el0};
 use arm_sysregs::el1::accessors::{read_id_aa64pfr1_el1, write_cpacr_el1};
 use arm_sysregs::el1::registers::CpacrEl1;
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform_qemu::memory_map::MAX_CPUS;
-use platform_qemu::println;
-use platform_qemu::sysreg::{SmcrLen, isb, write_smcr_el1};
+use firmware_runtime::memory_map::MAX_CPUS;
+use firmware_runtime::println;
+use firmware_runtime::sysreg::{SmcrLen, isb, write_smcr_el1};
 
 unsafe extern "C" {
     fn host_secondary_entry();
@@ -20,7 +20,7 @@ unsafe extern "C" {
 }
 
 /// Where each secondary CPU stores (host memory, 64 KiB each).
-const BUFFERS: u64 = platform_qemu::hypervisor_map::HOST_BUFFERS;
+const BUFFERS: u64 = firmware_runtime::hypervisor_map::HOST_BUFFERS;
 /// Set by the boot CPU to end the loops.
 static STOP: AtomicU64 = AtomicU64::new(0);
 /// CPUs that entered their loop.
@@ -98,7 +98,7 @@ fn power_on_secondaries(device_tree: u64, flags: u64) -> u64 {
     let entry = host_secondary_entry as *const () as u64;
     let mut started = 0;
     for cpu in 1..cpus {
-        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
+        let mpidr = firmware_runtime::cpu::mpidr_from_index(cpu);
         let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | flags])[0];
         if result == 0 {
             started += 1;
@@ -189,7 +189,7 @@ pub fn stop_all() -> u64 {
 pub fn restart_all(cpus: usize) -> u64 {
     let mut restarted = 0;
     for cpu in 1..cpus {
-        let mpidr = platform_qemu::cpu::mpidr_from_index(cpu);
+        let mpidr = firmware_runtime::cpu::mpidr_from_index(cpu);
         wait_until(|| smc(AFFINITY_INFO, [mpidr, 0, 0])[0] == AFFINITY_OFF);
         let entry = host_secondary_entry as *const () as u64;
         let result = smc(CPU_ON, [mpidr, entry, cpu as u64 | SECOND_START])[0];

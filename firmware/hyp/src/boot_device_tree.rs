@@ -5,8 +5,8 @@
 use crate::{Board, DRAM_BASE, HYPERVISOR_BASE, HYPERVISOR_SIZE};
 use board::Platform;
 use core::ops::Range;
+use firmware_runtime::println;
 use hyp_core::devices::HostDeviceMap;
-use platform_qemu::println;
 use spin::Once;
 
 /// The devices the host may reach (read from the device tree at boot).

@@ -11,7 +11,7 @@
  * points at this CPU's PerCpu block: word 0 is the running guest's VcpuContext (0 when the host
  * runs), word 1 the hypervisor stack pointer to return to when the guest exits. A host trap is saved
  * as an ExceptionFrame (`traps::TrapFrame`) with save_exception_frame el2; the macros come from
- * platform_qemu::asm_macros! (included before this file).
+ * firmware_runtime::asm_macros! (included before this file).
  */
 
 .equ CALLEE_SAVED_SIZE, 0x60

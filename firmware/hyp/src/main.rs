@@ -54,11 +54,11 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use el2_setup::cpu_init;
 pub use el2_setup::{mdcr_el2_guest, mdcr_el2_host};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
+use firmware_runtime::println;
 use hyp_core::boot::{ProtectedModeDecision, host_memory_layout};
 use hyp_core::{Hypervisor, MetadataPools};
 use mem_protect::{ErratumMitigation, HypervisorPages, MemProtect};
 use platform::HypPlatform;
-use platform_qemu::println;
 use spin::Once;
 use spin::mutex::SpinMutex;
 use stage2::{Geometry, PagePool, TablePage};
@@ -88,7 +88,7 @@ const STACK_SIZE: usize = 0x1_0000;
 
 // The shared assembler macros first: they must be defined before `entry.S` uses them.
 global_asm!(
-    platform_qemu::asm_macros!(),
+    firmware_runtime::asm_macros!(),
     include_str!("entry.S"),
     MAX_CPUS = const MAX_CPUS,
     CLUSTER_SHIFT = const Board::CPU_NUMBERING.cluster_shift,
@@ -214,7 +214,7 @@ fn decide_protected_mode() -> (ErratumMitigation, abi::hypercall::ProtectedModeS
 extern "C" fn hyp_main(device_tree: u64, cpu: usize) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off now, device-mapped later) and this
     // image's console is its only user here.
-    unsafe { platform_qemu::console::init(Board::UART) };
+    unsafe { firmware_runtime::console::init(Board::UART) };
     println!("hyp: protected hypervisor of pkvm-rs on CPU {cpu}, device tree at {device_tree:#x}");
     // A first map covering the image and the device tree, to read the tree with caches on; then the
     // map of all DRAM the tree describes.
@@ -309,16 +309,16 @@ extern "C" fn hyp_secondary_main(cpu: usize) -> ! {
 extern "C" fn hyp_exception_at_el2(syndrome: u64, address: u64, fault_address: u64) -> ! {
     println!(
         "hyp: exception at EL2 on CPU {}: ESR_EL2 {syndrome:#x} ELR_EL2 {address:#x} FAR_EL2 {fault_address:#x}",
-        platform_qemu::cpu::current_index::<Board>()
+        firmware_runtime::cpu::current_index::<Board>()
     );
-    platform_qemu::semihosting::exit(102)
+    firmware_runtime::semihosting::exit(102)
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!(
         "hyp: PANIC on CPU {}: {info}",
-        platform_qemu::cpu::current_index::<Board>()
+        firmware_runtime::cpu::current_index::<Board>()
     );
-    platform_qemu::semihosting::exit(101)
+    firmware_runtime::semihosting::exit(101)
 }

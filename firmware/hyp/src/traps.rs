@@ -14,15 +14,15 @@ use arm_sysregs::el2::accessors::{read_esr_el2, read_far_el2};
 use arm_sysregs::el2::registers::{EsrEl2, SpsrEl2};
 use board::Platform;
 use core::sync::atomic::{AtomicU64, Ordering};
+use firmware_runtime::println;
 use hyp_core::HostCallOutcome;
 use hyp_core::gic::{ControlPageAction, MmioAccess, control_page_access};
 use hyp_core::host_smc::{self, HostSmcAction};
 use mem_protect::HostFaultOutcome;
-use platform_qemu::println;
 
 /// The host's registers as the vectors saved them (`save_exception_frame el2` in `entry.S`): x0-x30,
 /// `ELR_EL2` (`return_address`: where the host continues) and `SPSR_EL2` (`saved_state`).
-pub type TrapFrame = platform_qemu::exception::ExceptionFrame;
+pub type TrapFrame = firmware_runtime::exception::ExceptionFrame;
 
 /// Aborts injected into the host because it touched memory it does not own.
 static ABORTS_INJECTED: AtomicU64 = AtomicU64::new(0);
@@ -166,7 +166,7 @@ fn host_smc(frame: &mut TrapFrame) {
             context_id,
             ..
         } => {
-            let cpu = platform_qemu::cpu::current_index::<Board>();
+            let cpu = firmware_runtime::cpu::current_index::<Board>();
             frame.registers[0] = if hypervisor().lock().host_entry_allowed(entry_point) {
                 *HOST_ENTRIES[cpu].lock() = Some((entry_point, context_id));
                 let mut registers: Registers = [0; 18];
@@ -319,7 +319,7 @@ fn inject(frame: &mut TrapFrame, syndrome: u64, fault_address: u64) {
             "hyp: cannot reflect an exception into a host in SPSR state {:#x}",
             frame.saved_state
         );
-        platform_qemu::semihosting::exit(102)
+        firmware_runtime::semihosting::exit(102)
     };
     write_esr_el1(EsrEl1::from_bits_retain(syndrome));
     // SAFETY: the host's own EL1 exception registers, set as its EL1 would on taking this exception;

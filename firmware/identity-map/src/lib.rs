@@ -7,7 +7,7 @@
 //! What differs stays with each image: which ranges it maps and how (Secure or Non-secure, which
 //! parts of DRAM), and which exception level's registers [`enable_el2`] or [`enable_el3`] program.
 //! Building the map from such a list is shared ([`build`]). A crate of its own rather than a module
-//! of `platform-qemu`: `aarch64-paging`'s `IdMap` needs `alloc`, and `platform-qemu` is also linked
+//! of `firmware-runtime`: `aarch64-paging`'s `IdMap` needs `alloc`, and `firmware-runtime` is also linked
 //! by the payloads, which have no allocator.
 //!
 //! Address size: 48 bits of virtual and physical address (root table at level 0), so that every

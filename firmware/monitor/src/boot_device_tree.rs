@@ -10,7 +10,7 @@ use crate::{Board, MAX_CPUS};
 use alloc::format;
 use board::Platform;
 use device_tree::{DeviceTreeEditor, ReservedRegion};
-use platform_qemu::println;
+use firmware_runtime::println;
 
 /// `reg` of `(base, size)` pairs with two address and two size cells (big-endian), as QEMU's trees
 /// have at the root.

@@ -2,11 +2,11 @@
 
 use crate::el3::read_sysreg;
 use crate::services;
-use platform_qemu::println;
+use firmware_runtime::println;
 
 /// What `exceptions.S` saves on this CPU's EL3 stack on every synchronous exception (with
 /// `save_exception_frame el3`): x0-x30, `ELR_EL3` (`return_address`) and `SPSR_EL3` (`saved_state`).
-pub type Context = platform_qemu::exception::ExceptionFrame;
+pub type Context = firmware_runtime::exception::ExceptionFrame;
 
 /// FIQ (a Group 0 interrupt) taken from the Non-secure world or from the monitor itself. Its entry
 /// (`fiq_entry` in `exceptions.S`) saves only the registers this call may clobber.
@@ -32,7 +32,7 @@ extern "C" fn handle_current_el_sync(context: &mut Context) {
         "monitor: exception at EL3: ESR_EL3 {syndrome:#x} ELR_EL3 {:#x} FAR_EL3 {fault_address:#x}",
         context.return_address
     );
-    platform_qemu::semihosting::exit(102)
+    firmware_runtime::semihosting::exit(102)
 }
 
 /// Any vector the monitor does not expect to be used.
@@ -43,5 +43,5 @@ extern "C" fn handle_unexpected_exception(context: &mut Context) {
         "monitor: unexpected exception: ESR_EL3 {syndrome:#x} ELR_EL3 {:#x}",
         context.return_address
     );
-    platform_qemu::semihosting::exit(103)
+    firmware_runtime::semihosting::exit(103)
 }

@@ -6,7 +6,7 @@
  * pen is. Nothing but the copy loop and this wait runs from flash.
  */
 
-/* Index of this CPU, or park it: see `cpu_index_or_park` in platform_qemu::asm_macros!. */
+/* Index of this CPU, or park it: see `cpu_index_or_park` in firmware_runtime::asm_macros!. */
 .macro monitor_cpu_index reg, scratch1, scratch2
     cpu_index_or_park \reg, \scratch1, \scratch2, {MAX_CPUS}, {CLUSTER_SHIFT}, monitor_park
 .endm

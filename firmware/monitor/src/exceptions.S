@@ -3,7 +3,7 @@
  * registers, ELR_EL3 and SPSR_EL3 in a `Context` frame on this CPU's EL3 stack (so the saved
  * Non-secure context is per CPU), calls the Rust handler with a pointer to the frame, then restores the
  * (possibly updated) frame and returns with ERET. FIQ entries save less (see `fiq_entry`). The frame
- * macros come from platform_qemu::asm_macros! (included before this file).
+ * macros come from firmware_runtime::asm_macros! (included before this file).
  */
 
 /*

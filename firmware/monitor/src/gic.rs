@@ -13,7 +13,7 @@ use arm_gic::gicv3::{GicCpuInterface, GicV3, Group, SecureIntGroup};
 use arm_gic::{IntId, UniqueMmioPointer};
 use board::{MPIDR_AFFINITY_MASK, Platform};
 use core::ptr::NonNull;
-use platform_qemu::cpu::current_mpidr;
+use firmware_runtime::cpu::current_mpidr;
 use spin::mutex::SpinMutex;
 
 /// The number of the SGI the erratum rendezvous sends (8: Linux uses 0 to 7 for its IPIs); SGI `n`

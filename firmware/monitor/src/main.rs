@@ -39,7 +39,7 @@ use arm_sysregs::el3::accessors::read_tpidr_el3;
 use board::Platform;
 use core::arch::global_asm;
 use core::sync::atomic::{AtomicU64, Ordering};
-use platform_qemu::println;
+use firmware_runtime::println;
 
 /// The board this image is built for: the `board` crate's selection (`cargo xtask --machine`
 /// picks it through the crate's features). Adding a board means implementing `board::Platform` in
@@ -64,7 +64,7 @@ const SCTLR_EL3_BOOT: u64 = 0x30C5_0830 | (1 << 12);
 
 // One `global_asm!` for all the monitor's assembly: the shared macros must be defined once, first.
 global_asm!(
-    platform_qemu::asm_macros!(),
+    firmware_runtime::asm_macros!(),
     include_str!("entry.S"),
     include_str!("exceptions.S"),
     MAX_CPUS = const MAX_CPUS,
@@ -93,7 +93,7 @@ const SPSR_EL2H_MASKED: u64 = 0b1001 | (0b1111 << 6);
 extern "C" fn primary_main(cpu: usize) -> ! {
     // SAFETY: UART0 is reachable at its physical address (MMU off, later identity-mapped as device
     // memory) and only the console uses it.
-    unsafe { platform_qemu::console::init(Board::UART) };
+    unsafe { firmware_runtime::console::init(Board::UART) };
     println!("monitor: EL3 firmware of pkvm-rs, CPU {cpu} booting");
     mmu::build_tables();
     mmu::enable();
@@ -205,5 +205,5 @@ pub fn restart_in_pen() -> ! {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
     println!("monitor: PANIC on CPU {}: {info}", cpu_index());
-    platform_qemu::semihosting::exit(101)
+    firmware_runtime::semihosting::exit(101)
 }

@@ -143,9 +143,9 @@ pub fn cpu_suspend(cpu: usize, power_state: u32, entry: EntryPoint) -> Result<()
 }
 
 /// `SYSTEM_OFF` and `SYSTEM_RESET` through the board's Secure GPIO.
-pub fn board(request: platform_qemu::power::BoardRequest) -> ! {
+pub fn board(request: firmware_runtime::power::BoardRequest) -> ! {
     cpu_service::print_statistics();
-    platform_qemu::println!("monitor: {request:?}");
+    firmware_runtime::println!("monitor: {request:?}");
     // SAFETY: the Secure GPIO is identity-mapped as device memory and only this function uses it.
-    unsafe { platform_qemu::power::request(Board::POWER, request) }
+    unsafe { firmware_runtime::power::request(Board::POWER, request) }
 }

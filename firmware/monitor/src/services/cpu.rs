@@ -17,7 +17,7 @@ use crate::gic;
 use abi::cpu_service::{self, CpuServiceCall};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use errata::{CpuIdentity, Erratum, Midr, SmeDvmSyncEarlyAck};
-use platform_qemu::println;
+use firmware_runtime::println;
 use rendezvous::{
     CpuIndex, CpuSet, Deadline, FlatRequest, Inactivity, RendezvousPlatform, RendezvousStorage,
     WorkaroundOutcome,

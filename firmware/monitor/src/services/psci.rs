@@ -11,7 +11,7 @@ use crate::power;
 use abi::DecodeError;
 use abi::psci::{PsciCall, PsciFunctionId as Id};
 use abi::smccc::SMCCC_VERSION;
-use platform_qemu::power::BoardRequest;
+use firmware_runtime::power::BoardRequest;
 use psci_state::{EntryPoint, PsciError};
 
 /// `MIGRATE_INFO_TYPE`: no Trusted OS is present.

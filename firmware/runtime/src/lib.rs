@@ -1,7 +1,7 @@
 //! The bare-metal runtime every firmware image of pkvm-rs links, on any board: the console, semihosting
 //! exit, board power requests, CPU numbering, and the selected board's map under the names the
-//! payloads use. (The name is historical: nothing here names QEMU or a board; the board is
-//! `board::Selected`, chosen by the `board` crate's cargo features.)
+//! payloads use. Nothing here names a board: the board is `board::Selected`, chosen by the `board`
+//! crate's cargo features.
 //!
 //! The EL3 monitor, the EL2 hypervisor and the EL1/EL2 test payloads all link this crate, so the
 //! addresses they agree on (where the payload is entered, where the device tree is) are read in one
@@ -14,8 +14,8 @@
 //! must not depend on `alloc` (nor on `aarch64-paging`, which needs it), since the payloads link it
 //! and have no allocator.
 //!
-//! What we wrote ourselves and why: semihosting (`HLT #0xF000`) and the power requests are a few
-//! lines each (see [`power`]); the console wraps `arm-pl011-uart`; [`sysreg`] has the few system
+//! What we wrote ourselves and why: semihosting (`HLT #0xF000`) is a few lines; the power requests
+//! drive the PL061 through `arm-pl061` and sbsa-ref's one command word by hand (see [`power`]); the console wraps `arm-pl011-uart`; [`sysreg`] has the few system
 //! registers the payloads reach that `arm-sysregs` lacks (its doc has the table).
 #![no_std]
 

@@ -31,7 +31,7 @@ const _: () = assert!(size_of::<ExceptionFrame>() == EXCEPTION_FRAME_SIZE);
 /// first in its one `global_asm!` (a macro may be defined only once per image, and before its use):
 ///
 /// ```ignore
-/// global_asm!(platform_qemu::asm_macros!(), include_str!("entry.S"), MAX_CPUS = const MAX_CPUS);
+/// global_asm!(firmware_runtime::asm_macros!(), include_str!("entry.S"), MAX_CPUS = const MAX_CPUS);
 /// ```
 ///
 /// | macro | what it does |
@@ -51,7 +51,7 @@ const _: () = assert!(size_of::<ExceptionFrame>() == EXCEPTION_FRAME_SIZE);
 macro_rules! asm_macros {
     () => {
         r#"
-/* Assembler macros shared by the firmware images (platform_qemu::asm_macros!). */
+/* Assembler macros shared by the firmware images (firmware_runtime::asm_macros!). */
 
 .equ EXCEPTION_FRAME_SIZE, 0x110
 .equ CALLER_SAVED_FRAME_SIZE, 0xa0
