@@ -18,16 +18,19 @@
 
 mod linux;
 mod profile;
+mod records;
 mod report;
 mod table_memory;
 
+use crate::error::XtaskError;
 use crate::firmware::{
     self, HOST, HOST_ADDRESS, HYPERVISOR_BENCHMARK, HYPERVISOR_CALL_PER_PAGE, MONITOR_BENCHMARK,
     PAYLOAD,
 };
 use crate::qemu::{self, Run};
 use clap::Args;
-use serde_json::{Value, json};
+use records::{DonationRow, ErratumRow, Results};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -87,7 +90,7 @@ impl Placement {
 }
 
 /// Runs the benchmarks asked for.
-pub fn run(args: &BenchArgs) -> Result<(), String> {
+pub fn run(args: &BenchArgs) -> Result<(), XtaskError> {
     if args.host {
         return crate::setup::run(
             "cargo",
@@ -100,8 +103,7 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
                 "--bench",
                 "donation",
             ],
-        )
-        .map_err(String::from);
+        );
     }
     crate::setup::ensure_qemu()?;
     let root = firmware::workspace_root();
@@ -115,24 +117,25 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     let erratum = erratum_benchmarks()?;
     let donation = donation_benchmarks()?;
     let tables = table_memory::measure()?;
-    let results = json!({
-        "schema": 1,
-        "qemu": qemu_version(),
-        "conditions": format!(
+    let mut results = Results {
+        schema: 1,
+        qemu: qemu_version(),
+        conditions: format!(
             "QEMU virt, -icount shift=0,sleep=off, PMU INST_RETIRED summed over all vCPUs and \
              EL1-EL3; erratum call: {ITERATIONS} calls from Non-secure EL2 (4-instruction loop \
              body included); donation: {DONATION_MEBIBYTES} MiB, {DONATION_CPUS} CPUs, others in WFI"
         ),
-        "erratum_call": erratum,
-        "donation": donation,
-        "table_memory": tables,
-    });
-    let results = report::with_targets(results);
+        erratum_call: erratum,
+        donation,
+        table_memory: tables,
+        targets: Vec::new(),
+    };
+    results.targets = report::targets(&results);
     println!(
         "xtask: QEMU benchmarks took {:.1} s",
         start.elapsed().as_secs_f64()
     );
-    let text = serde_json::to_string_pretty(&results).map_err(|error| error.to_string())?;
+    let text = records::to_text(&results)?;
     write(&root.join("bench").join("results.json"), &text)?;
     report::write_docs(&root, &results)?;
     print!("{}", report::tables(&results));
@@ -142,21 +145,18 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
     }
     if args.compare {
         let path = root.join("bench").join("baseline.json");
-        let baseline = std::fs::read_to_string(&path)
-            .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
-        let baseline: Value = serde_json::from_str(&baseline)
-            .map_err(|error| format!("{}: {error}", path.display()))?;
-        let changes = compare(&baseline, &results);
+        let baseline: Results = records::read(&path)?;
+        let changes = compare_results(&baseline, &results)?;
         if changes.is_empty() {
             println!("xtask: bench: no figure changed by more than 1% from the baseline");
         } else {
             for change in &changes {
                 println!("xtask: bench: {change}");
             }
-            return Err(format!(
+            return Err(XtaskError::Check(format!(
                 "{} figures differ from bench/baseline.json by more than 1%",
                 changes.len()
-            ));
+            )));
         }
     }
     Ok(())
@@ -164,30 +164,35 @@ pub fn run(args: &BenchArgs) -> Result<(), String> {
 
 /// The real workload ([`linux`]): measures it, prints and records it next to the figures of the
 /// last full run (`bench/results.json`: the call's cost alone and our hypervisor's donation).
-fn linux_benchmark(root: &Path) -> Result<(), String> {
+fn linux_benchmark(root: &Path) -> Result<(), XtaskError> {
     let measured = linux::measure()?;
-    let results: Value = std::fs::read_to_string(root.join("bench").join("results.json"))
-        .ok()
-        .and_then(|text| serde_json::from_str(&text).ok())
-        .unwrap_or(Value::Null);
-    let erratum_per_call = results["erratum_call"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|row| row["cpus"] == 4 && row["others"] == "wfi")
-        .and_then(|row| row["erratum_per_call"].as_f64());
-    let donation: Vec<Value> = results["donation"].as_array().cloned().unwrap_or_default();
+    // No full run yet: the section goes without the microbenchmark's figures. A file that is there
+    // must read.
+    let path = root.join("bench").join("results.json");
+    let results: Option<Results> = if path.exists() {
+        Some(records::read(&path)?)
+    } else {
+        None
+    };
+    let erratum_per_call = results.as_ref().and_then(|results| {
+        results
+            .erratum_call
+            .iter()
+            .find(|row| row.cpus == 4 && row.others == "wfi")
+            .map(|row| row.erratum_per_call)
+    });
+    let donation = results.map(|results| results.donation).unwrap_or_default();
     let section = linux::section(&measured, erratum_per_call, &donation);
     print!("{section}");
     linux::write(root, &section, &measured)
 }
 
-fn write(path: &Path, text: &str) -> Result<(), String> {
+fn write(path: &Path, text: &str) -> Result<(), XtaskError> {
     if let Some(directory) = path.parent() {
         std::fs::create_dir_all(directory)
-            .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+            .map_err(|error| XtaskError::file("create", directory, error))?;
     }
-    std::fs::write(path, text).map_err(|error| format!("cannot write {}: {error}", path.display()))
+    std::fs::write(path, text).map_err(|error| XtaskError::file("write", path, error))
 }
 
 fn qemu_version() -> String {
@@ -214,30 +219,30 @@ fn fields(line: &str) -> Vec<(&str, u64)> {
         .collect()
 }
 
-fn field(fields: &[(&str, u64)], key: &str) -> Result<u64, String> {
+fn field(fields: &[(&str, u64)], key: &str) -> Result<u64, XtaskError> {
     fields
         .iter()
         .find(|(name, _)| *name == key)
         .map(|(_, value)| *value)
-        .ok_or_else(|| format!("no {key}= in the benchmark line"))
+        .ok_or_else(|| XtaskError::Unexpected(format!("no {key}= in the benchmark line")))
 }
 
 /// Runs `run` twice (the counts must repeat exactly under `-icount`), requires exit status 0 and
 /// the same lines both times, and returns the first line containing each of `markers`.
-fn run_for_lines(run: &Run, markers: &[&str]) -> Result<Vec<String>, String> {
+fn run_for_lines(run: &Run, markers: &[&str]) -> Result<Vec<String>, XtaskError> {
     let first = run_once_for_lines(run, markers)?;
     let second = run_once_for_lines(run, markers)?;
     if first != second {
-        return Err(format!(
+        return Err(XtaskError::Check(format!(
             "benchmark run {} is not deterministic:\n  {first:?}\n  {second:?}",
             run.name
-        ));
+        )));
     }
     Ok(first)
 }
 
 /// Runs `run` once, requires exit status 0, and returns the first line containing each of `markers`.
-fn run_once_for_lines(run: &Run, markers: &[&str]) -> Result<Vec<String>, String> {
+fn run_once_for_lines(run: &Run, markers: &[&str]) -> Result<Vec<String>, XtaskError> {
     let outcome = run.execute()?;
     let lines: Option<Vec<String>> = markers
         .iter()
@@ -261,11 +266,11 @@ fn run_once_for_lines(run: &Run, markers: &[&str]) -> Result<Vec<String>, String
     );
     match (outcome.status, lines) {
         (Some(0), Some(lines)) => Ok(lines),
-        (status, _) => Err(format!(
+        (status, _) => Err(XtaskError::Check(format!(
             "benchmark run {} failed (exit status {status:?}) {}",
             run.name,
             qemu::log_hint(&outcome.log_path)
-        )),
+        ))),
     }
 }
 
@@ -274,7 +279,7 @@ fn icount() -> Vec<String> {
 }
 
 /// The erratum call against a null SMC, for 1, 2, 4 and 8 CPUs, the others in WFI or busy at EL1.
-fn erratum_benchmarks() -> Result<Vec<Value>, String> {
+fn erratum_benchmarks() -> Result<Vec<ErratumRow>, XtaskError> {
     let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let payload = firmware::build(PAYLOAD)?;
     let mut rows = Vec::new();
@@ -299,15 +304,15 @@ fn erratum_benchmarks() -> Result<Vec<Value>, String> {
             let fields = fields(&lines[0]);
             let null_total = field(&fields, "null_smc_total")?;
             let erratum_total = field(&fields, "erratum_total")?;
-            rows.push(json!({
-                "cpus": cpus,
-                "others": others,
-                "iterations": ITERATIONS,
-                "null_smc_total": null_total,
-                "erratum_total": erratum_total,
-                "null_smc_per_call": null_total as f64 / ITERATIONS as f64,
-                "erratum_per_call": erratum_total as f64 / ITERATIONS as f64,
-            }));
+            rows.push(ErratumRow {
+                cpus: cpus as u64,
+                others: others.to_string(),
+                iterations: ITERATIONS,
+                null_smc_total: null_total,
+                erratum_total,
+                null_smc_per_call: null_total as f64 / ITERATIONS as f64,
+                erratum_per_call: erratum_total as f64 / ITERATIONS as f64,
+            });
         }
     }
     Ok(rows)
@@ -321,7 +326,7 @@ struct Donation {
 }
 
 /// Donating 64 MiB: every placement, in pages at 1, 16 and 512 pages per call, and in 2 MiB blocks.
-fn donation_benchmarks() -> Result<Vec<Value>, String> {
+fn donation_benchmarks() -> Result<Vec<DonationRow>, XtaskError> {
     let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let hypervisor = firmware::build(HYPERVISOR_BENCHMARK)?;
     let per_page = firmware::build(HYPERVISOR_CALL_PER_PAGE)?;
@@ -403,20 +408,20 @@ fn donation_benchmarks() -> Result<Vec<Value>, String> {
         let pages = field(&fields, "pages")?;
         let donate = field(&fields, "donate_total")?;
         let reclaim = field(&fields, "reclaim_total")?;
-        rows.push(json!({
-            "placement": configuration.placement.name(),
-            "granule": granule,
-            "pages_per_call": configuration.pages_per_call,
-            "cpu": cpu,
-            "cpus": field(&fields, "cpus")?,
-            "pages": pages,
-            "calls": field(&fields, "calls")?,
-            "firmware_calls_whole_run": firmware_calls,
-            "donate_total": donate,
-            "reclaim_total": reclaim,
-            "donate_per_page": donate as f64 / pages as f64,
-            "reclaim_per_page": reclaim as f64 / pages as f64,
-        }));
+        rows.push(DonationRow {
+            placement: configuration.placement.name().to_string(),
+            granule: granule.to_string(),
+            pages_per_call: configuration.pages_per_call,
+            cpu: cpu.to_string(),
+            cpus: field(&fields, "cpus")?,
+            pages,
+            calls: field(&fields, "calls")?,
+            firmware_calls_whole_run: firmware_calls,
+            donate_total: donate,
+            reclaim_total: reclaim,
+            donate_per_page: donate as f64 / pages as f64,
+            reclaim_per_page: reclaim as f64 / pages as f64,
+        });
     }
     Ok(rows)
 }
@@ -425,7 +430,7 @@ fn donation_benchmarks() -> Result<Vec<Value>, String> {
 /// made (the benchmark's donations and `VM_CREATE`'s metadata donation).
 const FIRMWARE_CALLS: &str = "erratum 4193714 firmware calls so far:";
 
-fn firmware_calls(line: &str) -> Result<u64, String> {
+fn firmware_calls(line: &str) -> Result<u64, XtaskError> {
     line.split_once(FIRMWARE_CALLS)
         .and_then(|(_, rest)| {
             let digits: String = rest
@@ -435,7 +440,7 @@ fn firmware_calls(line: &str) -> Result<u64, String> {
                 .collect();
             digits.parse().ok()
         })
-        .ok_or_else(|| format!("no firmware call count in {line:?}"))
+        .ok_or_else(|| XtaskError::Unexpected(format!("no firmware call count in {line:?}")))
 }
 
 /// Every number in `value`, named by its path (array elements by their identifying fields).
@@ -482,6 +487,16 @@ fn identity(item: &Value, index: usize) -> String {
     }
 }
 
+/// [`compare`] on the records.
+fn compare_results(baseline: &Results, current: &Results) -> Result<Vec<String>, XtaskError> {
+    let value = |results: &Results| {
+        serde_json::to_value(results).map_err(|error| {
+            XtaskError::Unexpected(format!("cannot encode a benchmark record: {error}"))
+        })
+    };
+    Ok(compare(&value(baseline)?, &value(current)?))
+}
+
 /// The figures of `current` that differ from `baseline` by more than [`TOLERANCE`], or that only
 /// one of them has.
 pub fn compare(baseline: &Value, current: &Value) -> Vec<String> {
@@ -520,6 +535,7 @@ pub fn compare(baseline: &Value, current: &Value) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn compare_reports_changes_beyond_one_percent() {
@@ -569,12 +585,54 @@ mod tests {
     fn fields_are_read_from_a_log_line() {
         let line = "payload: benchmark: cpus=4 others=wfi null_smc_total=70000 (loop body)";
         let parsed = fields(line);
-        assert_eq!(field(&parsed, "cpus"), Ok(4));
-        assert_eq!(field(&parsed, "null_smc_total"), Ok(70000));
+        assert_eq!(field(&parsed, "cpus").ok(), Some(4));
+        assert_eq!(field(&parsed, "null_smc_total").ok(), Some(70000));
         assert!(field(&parsed, "others").is_err());
         let hypervisor =
             "hyp: protected VM 1 freed; erratum 4193714 firmware calls so far: 33; aborts";
-        assert_eq!(firmware_calls(hypervisor), Ok(33));
+        assert_eq!(firmware_calls(hypervisor).ok(), Some(33));
         assert!(firmware_calls("hyp: protected VM 1 freed").is_err());
+    }
+
+    const BASELINE: &str = include_str!("../../bench/baseline.json");
+
+    #[test]
+    fn the_committed_records_read_and_compare_with_themselves() {
+        let path = Path::new("bench/baseline.json");
+        let baseline: Results = records::parse(path, BASELINE).expect("the committed baseline");
+        assert_eq!(baseline.erratum_call.len(), 8);
+        assert_eq!(compare_results(&baseline, &baseline).ok(), Some(Vec::new()));
+        let results = include_str!("../../bench/results.json");
+        assert!(records::parse::<Results>(Path::new("bench/results.json"), results).is_ok());
+        let linux = include_str!("../../bench/linux-pkvm.json");
+        assert!(records::parse::<records::LinuxRecord>(Path::new("x"), linux).is_ok());
+    }
+
+    #[test]
+    fn a_baseline_with_a_mistyped_key_is_refused_naming_the_file_and_the_key() {
+        let path = Path::new("bench/baseline.json");
+        // (the committed baseline edited, what the message must name)
+        let cases = [
+            (
+                BASELINE.replacen("\"erratum_total\"", "\"erratum_totl\"", 1),
+                "erratum_totl",
+            ),
+            (
+                BASELINE.replacen("\"host_kib_per_gib\"", "\"host_kib_per_gb\"", 1),
+                "host_kib_per_gb",
+            ),
+            (
+                BASELINE.replacen("\"cpus\": 4", "\"cpus\": \"4\"", 1),
+                "invalid type",
+            ),
+        ];
+        for (text, named) in &cases {
+            assert_ne!(text, BASELINE, "the edit must change the baseline");
+            let error = records::parse::<Results>(path, text).expect_err(named);
+            let message = error.to_string();
+            assert!(matches!(error, XtaskError::Unexpected(_)), "{message}");
+            assert!(message.starts_with("bench/baseline.json: "), "{message}");
+            assert!(message.contains(named), "{message}");
+        }
     }
 }

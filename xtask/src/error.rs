@@ -129,21 +129,6 @@ impl std::error::Error for XtaskError {
     }
 }
 
-/// The benchmark and model-checker front ends still report their failures as text; their messages
-/// are checks.
-impl From<String> for XtaskError {
-    fn from(message: String) -> Self {
-        Self::Check(message)
-    }
-}
-
-/// The same modules call the typed ones.
-impl From<XtaskError> for String {
-    fn from(error: XtaskError) -> Self {
-        error.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

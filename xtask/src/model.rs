@@ -11,6 +11,7 @@ use model_checker::explorer::{Limits, Verdict, Visited};
 use model_checker::mutants::{MUTANTS, Suite};
 use model_checker::{Part, Scenario, catalogue, run, svg};
 
+use crate::error::XtaskError;
 use crate::setup;
 
 /// Options of `cargo xtask model`.
@@ -38,7 +39,7 @@ pub struct ModelArgs {
 }
 
 /// Runs the scenarios; fails when a verdict is not the expected one.
-pub fn model(args: &ModelArgs) -> Result<(), String> {
+pub fn model(args: &ModelArgs) -> Result<(), XtaskError> {
     if args.mutants {
         return mutants(args.only.as_deref());
     }
@@ -63,11 +64,11 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             forwarded.push("--fingerprints".into());
         }
         let forwarded: Vec<&str> = forwarded.iter().map(String::as_str).collect();
-        return setup::run("cargo", &forwarded).map_err(String::from);
+        return setup::run("cargo", &forwarded);
     }
     let output_dir = target_dir().join("model");
     fs::create_dir_all(&output_dir)
-        .map_err(|error| format!("cannot create {}: {error}", output_dir.display()))?;
+        .map_err(|error| XtaskError::file("create", &output_dir, error))?;
     let scenarios: Vec<Scenario> = catalogue()
         .into_iter()
         .filter(|scenario| {
@@ -91,8 +92,8 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
     let mut shown_parts = Vec::new();
     for scenario in &scenarios {
         eprintln!("xtask: model {} ...", scenario.name);
-        let result =
-            run(scenario, limits).map_err(|error| format!("{}: {error}", scenario.name))?;
+        let result = run(scenario, limits)
+            .map_err(|error| XtaskError::Check(format!("{}: {error}", scenario.name)))?;
         let exploration = &result.exploration;
         let mut svg_path = String::from("-");
         let mut broken = Vec::new();
@@ -115,10 +116,10 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
             let path = output_dir.join(format!("{stem}.svg"));
             let title = format!("{stem} ({})", scenario.description);
             fs::write(&path, svg::timeline(&title, counterexample))
-                .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+                .map_err(|error| XtaskError::file("write", &path, error))?;
             let text_path = output_dir.join(format!("{stem}.txt"));
             fs::write(&text_path, counterexample.numbered())
-                .map_err(|error| format!("cannot write {}: {error}", text_path.display()))?;
+                .map_err(|error| XtaskError::file("write", &text_path, error))?;
             if index == 0 {
                 svg_path = path.display().to_string();
             }
@@ -202,10 +203,10 @@ pub fn model(args: &ModelArgs) -> Result<(), String> {
         println!("xtask: every verdict is the expected one");
         Ok(())
     } else {
-        Err(format!(
+        Err(XtaskError::Check(format!(
             "unexpected verdicts:\n  {}",
             unexpected.join("\n  ")
-        ))
+        )))
     }
 }
 
@@ -250,7 +251,7 @@ fn target_dir() -> PathBuf {
 
 /// Runs one test suite in release, with `mutant` seeded if given; returns whether it passed and
 /// its output.
-fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), String> {
+fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), XtaskError> {
     let mut flags = Vec::new();
     if suite == Suite::Loom {
         flags.push("--cfg loom".to_string());
@@ -284,7 +285,7 @@ fn run_suite(suite: Suite, mutant: Option<&str>) -> Result<(bool, String), Strin
         .env("CARGO_TARGET_DIR", target_dir().join(directory));
     let output = command
         .output()
-        .map_err(|error| format!("cannot run cargo: {error}"))?;
+        .map_err(|error| XtaskError::spawn("cargo", error))?;
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
     Ok((output.status.success(), text))
@@ -301,7 +302,7 @@ fn failed_tests(output: &str) -> Vec<String> {
 }
 
 /// `cargo xtask model --mutants`: every seeded bug, one at a time.
-fn mutants(only: Option<&str>) -> Result<(), String> {
+fn mutants(only: Option<&str>) -> Result<(), XtaskError> {
     let mut rows = Vec::new();
     let mut escaped = Vec::new();
     let selected: Vec<_> = MUTANTS
@@ -316,10 +317,10 @@ fn mutants(only: Option<&str>) -> Result<(), String> {
         let failed = failed_tests(&output);
         let caught = !passed && !failed.is_empty();
         if !passed && failed.is_empty() {
-            return Err(format!(
+            return Err(XtaskError::Check(format!(
                 "mutant {} does not build or the tests did not run:\n{output}",
                 mutant.name
-            ));
+            )));
         }
         if !caught {
             escaped.push(mutant.name);
@@ -349,14 +350,17 @@ fn mutants(only: Option<&str>) -> Result<(), String> {
     if escaped.is_empty() {
         Ok(())
     } else {
-        Err(format!("mutants not caught: {}", escaped.join(", ")))
+        Err(XtaskError::Check(format!(
+            "mutants not caught: {}",
+            escaped.join(", ")
+        )))
     }
 }
 
 /// The loom exploration of the monitor's atomic memory, then the check that the compiled memory
 /// code is the instruction sequence its argument assumes (`cargo xtask model --loom`, and part of
 /// `cargo xtask test`).
-pub fn loom_and_codegen() -> Result<(), String> {
+pub fn loom_and_codegen() -> Result<(), XtaskError> {
     eprintln!("xtask: loom exploration of AtomicRendezvousMemory (C11 model) ...");
     let (passed, output) = run_suite(Suite::Loom, None)?;
     let results: Vec<&str> = output
@@ -365,7 +369,9 @@ pub fn loom_and_codegen() -> Result<(), String> {
         .collect();
     println!("{}", results.join("\n"));
     if !passed {
-        return Err(format!("the loom exploration failed:\n{output}"));
+        return Err(XtaskError::Check(format!(
+            "the loom exploration failed:\n{output}"
+        )));
     }
     codegen()
 }
@@ -404,15 +410,15 @@ pub fn probe_store_serviced(memory: &AtomicRendezvousMemory<'_>, value: u64) {
 
 /// Compiles `rendezvous` and a probe for the firmware's target and checks the instructions of
 /// each memory access (the orderings' Arm mapping: LDAR/STLR, the exclusive pair, DMB ISH).
-fn codegen() -> Result<(), String> {
+fn codegen() -> Result<(), XtaskError> {
     let directory = target_dir().join("codegen");
     fs::create_dir_all(&directory)
-        .map_err(|error| format!("cannot create {}: {error}", directory.display()))?;
+        .map_err(|error| XtaskError::file("create", &directory, error))?;
     let library = directory.join("librendezvous.rlib");
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(|root| root.join("crates/rendezvous/src/lib.rs"))
-        .ok_or("no workspace root")?;
+        .ok_or_else(|| XtaskError::Unexpected("xtask's manifest directory has no parent".into()))?;
     let common = [
         "--edition",
         "2024",
@@ -421,16 +427,16 @@ fn codegen() -> Result<(), String> {
         "--target",
         "aarch64-unknown-none-softfloat",
     ];
-    let rustc = |args: &[&str]| -> Result<(), String> {
+    let rustc = |args: &[&str]| -> Result<(), XtaskError> {
         let status = Command::new("rustc")
             .args(common)
             .args(args)
             .status()
-            .map_err(|error| format!("cannot run rustc: {error}"))?;
+            .map_err(|error| XtaskError::spawn("rustc", error))?;
         if status.success() {
             Ok(())
         } else {
-            Err(format!("rustc {args:?} failed ({status})"))
+            Err(XtaskError::failed(format!("rustc {args:?}"), status))
         }
     };
     let library_path = library.display().to_string();
@@ -444,7 +450,7 @@ fn codegen() -> Result<(), String> {
         &library_path,
     ])?;
     let probe = directory.join("probe.rs");
-    fs::write(&probe, PROBE).map_err(|error| format!("cannot write the probe: {error}"))?;
+    fs::write(&probe, PROBE).map_err(|error| XtaskError::file("write", &probe, error))?;
     let assembly = directory.join("probe.s");
     rustc(&[
         "--crate-type",
@@ -458,7 +464,7 @@ fn codegen() -> Result<(), String> {
         &assembly.display().to_string(),
     ])?;
     let text = fs::read_to_string(&assembly)
-        .map_err(|error| format!("cannot read {}: {error}", assembly.display()))?;
+        .map_err(|error| XtaskError::file("read", &assembly, error))?;
     let mut failures = Vec::new();
     for (function, expected) in EXPECTED_CODE {
         let body: Vec<&str> = text
@@ -495,6 +501,9 @@ fn codegen() -> Result<(), String> {
         println!("xtask: the rendezvous memory compiles to the instructions its argument assumes");
         Ok(())
     } else {
-        Err(format!("unexpected code:\n  {}", failures.join("\n  ")))
+        Err(XtaskError::Check(format!(
+            "unexpected code:\n  {}",
+            failures.join("\n  ")
+        )))
     }
 }

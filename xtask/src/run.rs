@@ -343,10 +343,10 @@ const TEST_BOOTARGS: &str = "console=ttyAMA0 panic=-1";
 pub fn linux_boot_test() -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
-        format!(
+        XtaskError::Check(format!(
             "the Linux boot test needs Debian's arm64 kernel, cached in {}: {error}",
             linux::cache_dir().display()
-        )
+        ))
     })?;
     let initramfs = linux::build_initramfs(&linux::hotplug_init_script(HOTPLUG_ROUNDS), &[])?;
     for level in [Level::KernelAtEl2, Level::UnderHypervisor] {
@@ -371,10 +371,10 @@ const IOMMU_MARKERS: [&str; 5] = [
 pub fn linux_iommu_test() -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
     let kernel = linux::kernel(linux::KernelKind::Bookworm).map_err(|error| {
-        format!(
+        XtaskError::Check(format!(
             "the SMMU boot test needs Debian's arm64 kernel, cached in {}: {error}",
             linux::cache_dir().display()
-        )
+        ))
     })?;
     let modules = linux::virtio_rng_modules(&kernel)?;
     let initramfs = linux::build_initramfs(&linux::virtio_rng_init_script(), &modules)?;

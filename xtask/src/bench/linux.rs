@@ -8,9 +8,10 @@
 //! each call cost in the real workload. The figures go to `bench/linux-pkvm.json` and to a
 //! generated section of `docs/results.md`.
 
+use super::records::{self, DonationRow, LinuxRecord, LinuxRun};
+use crate::error::XtaskError;
 use crate::linux::{self, KernelKind};
 use crate::linux_demo::{self, Measured};
-use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -19,25 +20,25 @@ const MEMORY_MIB: u64 = 16;
 const SECTION_START: &str = "<!-- cargo xtask bench: Linux pKVM section start (generated) -->";
 const SECTION_END: &str = "<!-- cargo xtask bench: Linux pKVM section end -->";
 
-fn row(cpu: &str, measured: &Measured) -> Value {
+fn row(cpu: &str, measured: &Measured) -> LinuxRun {
     let [boot, run, teardown] = measured.phases;
-    json!({
-        "cpu": cpu,
-        "instructions": measured.instructions,
-        "calls": measured.calls.total(),
-        "calls_from_el1": measured.calls.el1,
-        "calls_from_el2": measured.calls.el2,
-        "calls_boot": boot.total(),
-        "calls_vm_run": run.total(),
-        "calls_teardown": teardown.total(),
-        "guest_pages": measured.guest_pages,
-        "wall_seconds": measured.seconds,
-    })
+    LinuxRun {
+        cpu: cpu.to_string(),
+        instructions: measured.instructions,
+        calls: measured.calls.total(),
+        calls_from_el1: measured.calls.el1,
+        calls_from_el2: measured.calls.el2,
+        calls_boot: boot.total(),
+        calls_vm_run: run.total(),
+        calls_teardown: teardown.total(),
+        guest_pages: measured.guest_pages,
+        wall_seconds: measured.seconds,
+    }
 }
 
 /// Runs the two configurations (the affected one twice, to show the count repeats) and returns
 /// the results.
-pub fn measure() -> Result<Value, String> {
+pub fn measure() -> Result<LinuxRecord, XtaskError> {
     let kernel = linux::kernel(KernelKind::Pkvm)?;
     let affected = linux_demo::measure(super::AFFECTED, MEMORY_MIB, true, &kernel)?;
     let repeat = linux_demo::measure(super::AFFECTED, MEMORY_MIB, true, &kernel)?;
@@ -49,19 +50,22 @@ pub fn measure() -> Result<Value, String> {
         .instructions
         .saturating_sub(unaffected.instructions);
     let calls = affected.calls.total().max(1);
-    Ok(json!({
-        "kernel": format!("{} {} ({})", kernel.package, kernel.version, kernel.suite),
-        "memory_mib": MEMORY_MIB,
-        "cpus": 4,
-        "runs": [row(super::AFFECTED, &affected), row(super::UNAFFECTED, &unaffected)],
-        "repeat_instructions": repeat.instructions,
-        "extra_instructions": extra,
-        "extra_per_call": extra as f64 / calls as f64,
-        "overhead_percent": 100.0 * extra as f64 / unaffected.instructions.max(1) as f64,
-        "inside_calls_idle_wfi": sleeping.inside_calls,
-        "calls_idle_wfi": sleeping.calls.total(),
-        "inside_per_call": sleeping.inside_calls as f64 / sleeping.calls.total().max(1) as f64,
-    }))
+    Ok(LinuxRecord {
+        kernel: format!("{} {} ({})", kernel.package, kernel.version, kernel.suite),
+        memory_mib: MEMORY_MIB,
+        cpus: 4,
+        runs: vec![
+            row(super::AFFECTED, &affected),
+            row(super::UNAFFECTED, &unaffected),
+        ],
+        repeat_instructions: repeat.instructions,
+        extra_instructions: extra,
+        extra_per_call: extra as f64 / calls as f64,
+        overhead_percent: 100.0 * extra as f64 / unaffected.instructions.max(1) as f64,
+        inside_calls_idle_wfi: sleeping.inside_calls,
+        calls_idle_wfi: sleeping.calls.total(),
+        inside_per_call: sleeping.inside_calls as f64 / sleeping.calls.total().max(1) as f64,
+    })
 }
 
 fn grouped(value: u64) -> String {
@@ -76,13 +80,13 @@ fn grouped(value: u64) -> String {
     text
 }
 
-fn integer(value: &Value, key: &str) -> u64 {
-    value[key].as_u64().unwrap_or(0)
-}
-
 /// The Markdown section for `docs/results.md`; `erratum_per_call` is the microbenchmark's cost of
 /// one call with 4 CPUs in WFI, if measured, and `donation` our hypervisor's donation rows.
-pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value]) -> String {
+pub fn section(
+    linux: &LinuxRecord,
+    erratum_per_call: Option<f64>,
+    donation: &[DonationRow],
+) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "{SECTION_START}");
     let _ = writeln!(
@@ -97,33 +101,33 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
          on how long the run takes). Instructions: retired by all vCPUs from reset to power-off, read \
          from the monitor's counter under `-icount shift=0,sleep=off` with idle CPUs polling (`nohlt`), \
          so nothing but executed instructions advances it.\n",
-        linux["kernel"].as_str().unwrap_or("Linux"),
-        integer(linux, "memory_mib")
+        linux.kernel, linux.memory_mib
     );
     let _ = writeln!(
         text,
         "| CPUs | erratum calls (EL1 / EL2) | at boot | during the VM's run | teardown | guest pages | instructions, whole run |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     );
-    for run in linux["runs"].as_array().into_iter().flatten() {
+    for run in &linux.runs {
         let _ = writeln!(
             text,
             "| 4 x {} | {} ({} / {}) | {} | {} | {} | {} | {} |",
-            run["cpu"].as_str().unwrap_or("?"),
-            grouped(integer(run, "calls")),
-            integer(run, "calls_from_el1"),
-            grouped(integer(run, "calls_from_el2")),
-            grouped(integer(run, "calls_boot")),
-            grouped(integer(run, "calls_vm_run")),
-            integer(run, "calls_teardown"),
-            grouped(integer(run, "guest_pages")),
-            grouped(integer(run, "instructions")),
+            run.cpu,
+            grouped(run.calls),
+            run.calls_from_el1,
+            grouped(run.calls_from_el2),
+            grouped(run.calls_boot),
+            grouped(run.calls_vm_run),
+            run.calls_teardown,
+            grouped(run.guest_pages),
+            grouped(run.instructions),
         );
     }
-    let per_call = linux["extra_per_call"].as_f64().unwrap_or(f64::NAN);
-    let first = integer(&linux["runs"][0], "instructions");
-    let repeat = integer(linux, "repeat_instructions");
+    let per_call = linux.extra_per_call;
+    // The affected run (the first) against its repetition.
+    let first = linux.runs.first().map_or(0, |run| run.instructions);
+    let repeat = linux.repeat_instructions;
     let spread = first.abs_diff(repeat);
-    let extra = integer(linux, "extra_instructions");
+    let extra = linux.extra_instructions;
     let verdict = if extra > 2 * spread {
         "more than twice the spread between the two affected runs, so it stands"
     } else {
@@ -138,9 +142,9 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
         grouped(repeat),
         grouped(spread),
         grouped(extra),
-        linux["overhead_percent"].as_f64().unwrap_or(f64::NAN),
+        linux.overhead_percent,
     );
-    let inside = linux["inside_per_call"].as_f64().unwrap_or(f64::NAN);
+    let inside = linux.inside_per_call;
     let _ = writeln!(
         text,
         "\nThe calls themselves, measured inside the real run: with idle CPUs in `WFI` (no `nohlt`), \
@@ -150,8 +154,8 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
          round that loop once before it sleeps again, and those instructions run while the caller \
          waits. Whatever else ran meanwhile is included too, so this is an upper bound for the \
          call's cost to the system.",
-        grouped(integer(linux, "inside_calls_idle_wfi")),
-        grouped(integer(linux, "calls_idle_wfi")),
+        grouped(linux.inside_calls_idle_wfi),
+        grouped(linux.calls_idle_wfi),
     );
     if let Some(cost) = erratum_per_call {
         let _ = writeln!(
@@ -162,12 +166,16 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
     }
     let page = |placement: &str, pages_per_call: u64| {
         donation.iter().find(|row| {
-            row["placement"] == placement
-                && row["granule"] == "page"
-                && row["pages_per_call"] == pages_per_call
+            row.placement == placement
+                && row.granule == "page"
+                && row.pages_per_call == pages_per_call
         })
     };
-    if let (Some(ours), Some(upstream)) = (page("per-hypercall", 512), page("per-page", 512)) {
+    if let (Some(affected), Some(ours), Some(upstream)) = (
+        linux.runs.first(),
+        page("per-hypercall", 512),
+        page("per-page", 512),
+    ) {
         let _ = writeln!(
             text,
             "\nUpstream makes one call per page it gives away: {} calls for this VM's {} guest pages \
@@ -175,11 +183,11 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
              hypervisor makes one call per donation operation: donating 64 MiB in batches of 512 pages \
              takes {} calls where upstream's placement takes {} (see the donation table above: {:.2}% \
              against {:.2}% overhead).",
-            grouped(linux["runs"][0]["calls_vm_run"].as_u64().unwrap_or(0)),
-            grouped(integer(&linux["runs"][0], "guest_pages")),
-            grouped(integer(&linux["runs"][0], "calls_boot")),
-            grouped(integer(ours, "firmware_calls_whole_run")),
-            grouped(integer(upstream, "firmware_calls_whole_run")),
+            grouped(affected.calls_vm_run),
+            grouped(affected.guest_pages),
+            grouped(affected.calls_boot),
+            grouped(ours.firmware_calls_whole_run),
+            grouped(upstream.firmware_calls_whole_run),
             overhead(donation, ours),
             overhead(donation, upstream),
         );
@@ -189,16 +197,16 @@ pub fn section(linux: &Value, erratum_per_call: Option<f64>, donation: &[Value])
 }
 
 /// The overhead of a donation row against the unaffected run of the same batch size.
-fn overhead(donation: &[Value], row: &Value) -> f64 {
+fn overhead(donation: &[DonationRow], row: &DonationRow) -> f64 {
     let baseline = donation.iter().find(|other| {
-        other["placement"] == "not-needed"
-            && other["granule"] == row["granule"]
-            && other["pages_per_call"] == row["pages_per_call"]
+        other.placement == "not-needed"
+            && other.granule == row.granule
+            && other.pages_per_call == row.pages_per_call
     });
     match baseline {
         Some(baseline) => {
-            let before = baseline["donate_total"].as_f64().unwrap_or(f64::NAN);
-            let after = row["donate_total"].as_f64().unwrap_or(f64::NAN);
+            let before = baseline.donate_total as f64;
+            let after = row.donate_total as f64;
             100.0 * (after - before) / before
         }
         None => f64::NAN,
@@ -207,8 +215,8 @@ fn overhead(donation: &[Value], row: &Value) -> f64 {
 
 /// Writes `bench/linux-pkvm.json` and replaces (or appends) the generated section of
 /// `docs/results.md`.
-pub fn write(root: &Path, section_text: &str, linux: &Value) -> Result<(), String> {
-    let json = serde_json::to_string_pretty(linux).map_err(|error| error.to_string())?;
+pub fn write(root: &Path, section_text: &str, linux: &LinuxRecord) -> Result<(), XtaskError> {
+    let json = records::to_text(linux)?;
     super::write(&root.join("bench").join("linux-pkvm.json"), &json)?;
     let path = root.join("docs").join("results.md");
     let existing = std::fs::read_to_string(&path).unwrap_or_default();
@@ -229,16 +237,17 @@ mod tests {
 
     #[test]
     fn section_names_calls_phases_and_the_difference() {
-        let linux = json!({
+        let linux: LinuxRecord = records::parse(Path::new("test"), &serde_json::json!({
             "kernel": "linux-binary-7.3.4+deb13-arm64 7.3.4-1~bpo13+1 (trixie-backports)",
             "memory_mib": 16,
+            "cpus": 4,
             "runs": [
                 {"cpu": "c1-pro-r0p2", "calls": 7228, "calls_from_el1": 1, "calls_from_el2": 7227,
                  "calls_boot": 3115, "calls_vm_run": 4113, "calls_teardown": 0, "guest_pages": 4094,
-                 "instructions": 2_000_000_000u64},
+                 "instructions": 2_000_000_000u64, "wall_seconds": 20.0},
                 {"cpu": "c1-pro-r2p0", "calls": 0, "calls_from_el1": 0, "calls_from_el2": 0,
                  "calls_boot": 0, "calls_vm_run": 0, "calls_teardown": 0, "guest_pages": 4094,
-                 "instructions": 1_990_000_000u64},
+                 "instructions": 1_990_000_000u64, "wall_seconds": 20.0},
             ],
             "repeat_instructions": 2_000_000_000u64,
             "extra_instructions": 10_000_000u64,
@@ -247,7 +256,8 @@ mod tests {
             "inside_calls_idle_wfi": 7_228_000u64,
             "calls_idle_wfi": 7228,
             "inside_per_call": 1000.0,
-        });
+        }).to_string())
+        .expect("a complete record");
         let text = section(&linux, Some(803.0), &[]);
         assert!(text.starts_with(SECTION_START) && text.trim_end().ends_with(SECTION_END));
         assert!(text.contains(

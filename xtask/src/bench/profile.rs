@@ -14,6 +14,7 @@
 //! symbol for the assembly (vectors). CPU 0 is the caller; the other CPUs are responders, shown
 //! as their average.
 
+use crate::error::XtaskError;
 use crate::firmware::{self, FIRMWARE_TARGET, MONITOR_BENCHMARK, PAYLOAD};
 use crate::qemu::{self, Run};
 use std::collections::{BTreeMap, HashMap};
@@ -57,7 +58,7 @@ struct Profile {
 
 /// `cargo xtask bench --profile`: profiles, prints the tables, and writes them to
 /// `bench/profile.md`.
-pub fn run(root: &Path) -> Result<(), String> {
+pub fn run(root: &Path) -> Result<(), XtaskError> {
     let monitor = firmware::build(MONITOR_BENCHMARK)?;
     let payload = firmware::build(PAYLOAD)?;
     let names = Names::new(root)?;
@@ -69,14 +70,14 @@ pub fn run(root: &Path) -> Result<(), String> {
         text.push_str(&summary(&profile));
         text.push_str(&table);
         if (profile.traced_per_call - profile.pmu_per_call).abs() > 0.001 {
-            return Err(format!(
+            return Err(XtaskError::Check(format!(
                 "the trace counts {} instructions per call with {cpus} CPUs, the PMU {}",
                 profile.traced_per_call, profile.pmu_per_call
-            ));
+            )));
         }
     }
     let path = root.join("bench").join("profile.md");
-    std::fs::write(&path, text).map_err(|error| format!("cannot write {}: {error}", path.display()))
+    std::fs::write(&path, text).map_err(|error| XtaskError::file("write", &path, error))
 }
 
 /// The ELF files of the monitor and payload builds that `firmware::build` made.
@@ -100,14 +101,14 @@ struct Names {
 }
 
 impl Names {
-    fn new(root: &Path) -> Result<Self, String> {
+    fn new(root: &Path) -> Result<Self, XtaskError> {
         let mut loaders = Vec::new();
         // The payload first: it lies above the monitor, so the monitor's last symbol would claim
         // its addresses.
         for (label, image) in [("EL2 payload", PAYLOAD), ("EL3", MONITOR_BENCHMARK)] {
             let path = elf(root, image.package, image.features);
             let loader = addr2line::Loader::new(&path)
-                .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+                .map_err(|error| XtaskError::Unexpected(format!("{}: {error}", path.display())))?;
             loaders.push((label, loader));
         }
         Ok(Self {
@@ -220,10 +221,15 @@ fn simplify(name: &str) -> String {
 }
 
 /// Runs one traced benchmark and attributes its erratum loop.
-fn profile(monitor: &Path, payload: &Path, cpus: usize, names: &Names) -> Result<Profile, String> {
+fn profile(
+    monitor: &Path,
+    payload: &Path,
+    cpus: usize,
+    names: &Names,
+) -> Result<Profile, XtaskError> {
     let trace_directory = firmware::workspace_root().join("target").join("profile");
     std::fs::create_dir_all(&trace_directory)
-        .map_err(|error| format!("cannot create {}: {error}", trace_directory.display()))?;
+        .map_err(|error| XtaskError::file("create", &trace_directory, error))?;
     let trace = trace_directory.join(format!("trace-smp{cpus}.log"));
     let _ = std::fs::remove_file(&trace);
     let run = Run {
@@ -250,11 +256,11 @@ fn profile(monitor: &Path, payload: &Path, cpus: usize, names: &Names) -> Result
         .lines()
         .find(|line| line.contains("payload: benchmark: cpus="))
         .ok_or_else(|| {
-            format!(
+            XtaskError::Check(format!(
                 "profile run {} printed no benchmark line {}",
                 run.name,
                 qemu::log_hint(&outcome.log_path)
-            )
+            ))
         })?;
     let fields = super::fields(line);
     let pmu_total = super::field(&fields, "erratum_total")?;
@@ -302,9 +308,8 @@ fn profile(monitor: &Path, payload: &Path, cpus: usize, names: &Names) -> Result
 }
 
 /// Reads a QEMU trace: the instructions executed per (CPU, address) in each of the [`WINDOWS`].
-fn read_trace(path: &Path) -> Result<[Counts; 3], String> {
-    let file = std::fs::File::open(path)
-        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+fn read_trace(path: &Path) -> Result<[Counts; 3], XtaskError> {
+    let file = std::fs::File::open(path).map_err(|error| XtaskError::file("read", path, error))?;
     let mut blocks: HashMap<String, Rc<Block>> = HashMap::new();
     // The block being read from `in_asm`, waiting for the exec line that names its host address.
     let mut translating: Option<Block> = None;
@@ -315,7 +320,7 @@ fn read_trace(path: &Path) -> Result<[Counts; 3], String> {
     // start.
     let mut last: Option<(usize, Rc<Block>, Option<usize>)> = None;
     for line in BufReader::new(file).lines() {
-        let line = line.map_err(|error| format!("{}: {error}", path.display()))?;
+        let line = line.map_err(|error| XtaskError::file("read", path, error))?;
         if line.starts_with("IN:") {
             if let Some(block) = translating.take() {
                 pending.push(Rc::new(block));
@@ -339,8 +344,9 @@ fn read_trace(path: &Path) -> Result<[Counts; 3], String> {
             if let Some(block) = translating.take() {
                 pending.push(Rc::new(block));
             }
-            let (cpu, host, pc) = parse_exec(rest)
-                .ok_or_else(|| format!("{}: cannot read {line:?}", path.display()))?;
+            let (cpu, host, pc) = parse_exec(rest).ok_or_else(|| {
+                XtaskError::Unexpected(format!("{}: cannot read {line:?}", path.display()))
+            })?;
             if let Some(position) = pending
                 .iter()
                 .position(|block| block.addresses.first() == Some(&pc))
@@ -348,10 +354,10 @@ fn read_trace(path: &Path) -> Result<[Counts; 3], String> {
                 blocks.insert(host.to_string(), pending.remove(position));
             }
             let block = blocks.get(host).cloned().ok_or_else(|| {
-                format!(
+                XtaskError::Unexpected(format!(
                     "{}: block {host} executed before it was translated",
                     path.display()
-                )
+                ))
             })?;
             if block.reads_pmu {
                 pmu_reads += 1;
@@ -376,10 +382,10 @@ fn read_trace(path: &Path) -> Result<[Counts; 3], String> {
         }
     }
     if pmu_reads != PMU_READS {
-        return Err(format!(
+        return Err(XtaskError::Unexpected(format!(
             "{}: {pmu_reads} PMU reads traced, {PMU_READS} expected",
             path.display()
-        ));
+        )));
     }
     Ok(windows)
 }

@@ -3,7 +3,8 @@
 //! untouched) and two SVG plots written by hand (a plotting crate would be the only user of its
 //! dependencies here).
 
-use serde_json::{Value, json};
+use super::records::{DonationRow, ErratumRow, Results, TableRow, Target};
+use crate::error::XtaskError;
 use std::fmt::Write as _;
 use std::path::Path;
 
@@ -15,50 +16,55 @@ const CALL_COST_PLOT: &str = "bench-call-cost.svg";
 /// The CPU count the donation target names.
 const TARGET_CPUS: u64 = 4;
 
-fn number(value: &Value, key: &str) -> f64 {
-    value[key].as_f64().unwrap_or(f64::NAN)
+/// Which figure of an erratum row: per erratum call or per null SMC.
+type Cost = fn(&ErratumRow) -> f64;
+
+fn erratum_per_call(row: &ErratumRow) -> f64 {
+    row.erratum_per_call
 }
 
-fn rows<'a>(results: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    results[key].as_array().into_iter().flatten()
+fn null_smc_per_call(row: &ErratumRow) -> f64 {
+    row.null_smc_per_call
 }
 
 /// The donation row of a placement, granule and batch size.
 fn donation<'a>(
-    results: &'a Value,
+    rows: &'a [DonationRow],
     placement: &str,
     granule: &str,
     pages_per_call: u64,
-) -> Option<&'a Value> {
-    rows(results, "donation").find(|row| {
-        row["placement"] == placement
-            && row["granule"] == granule
-            && row["pages_per_call"] == pages_per_call
+) -> Option<&'a DonationRow> {
+    rows.iter().find(|row| {
+        row.placement == placement && row.granule == granule && row.pages_per_call == pages_per_call
     })
 }
 
 /// The fix's overhead in percent of the no-fix donation (same granule and batch size).
-fn overhead(results: &Value, placement: &str, granule: &str, pages_per_call: u64) -> Option<f64> {
+fn overhead(
+    rows: &[DonationRow],
+    placement: &str,
+    granule: &str,
+    pages_per_call: u64,
+) -> Option<f64> {
     // Upstream's placement with one page per call is the same as one call per hypercall.
     let placement = if placement == "per-page" && pages_per_call == 1 {
         "per-hypercall"
     } else {
         placement
     };
-    let fixed = donation(results, placement, granule, pages_per_call)?;
-    let unfixed = donation(results, "not-needed", granule, pages_per_call)?;
-    let (fixed, unfixed) = (
-        number(fixed, "donate_total"),
-        number(unfixed, "donate_total"),
-    );
+    let fixed = donation(rows, placement, granule, pages_per_call)?;
+    let unfixed = donation(rows, "not-needed", granule, pages_per_call)?;
+    let (fixed, unfixed) = (fixed.donate_total as f64, unfixed.donate_total as f64);
     Some((fixed - unfixed) / unfixed * 100.0)
 }
 
 /// The erratum call's cost per call (summed over CPUs) for each CPU count, others doing `others`.
-fn call_costs(results: &Value, others: &str, key: &str) -> Vec<(f64, f64)> {
-    rows(results, "erratum_call")
-        .filter(|row| row["others"] == others)
-        .map(|row| (number(row, "cpus"), number(row, key)))
+fn call_costs(results: &Results, others: &str, cost: Cost) -> Vec<(f64, f64)> {
+    results
+        .erratum_call
+        .iter()
+        .filter(|row| row.others == others)
+        .map(|row| (row.cpus as f64, cost(row)))
         .collect()
 }
 
@@ -74,16 +80,21 @@ fn at_most_linear(costs: &[(f64, f64)]) -> bool {
         .all(|(cpus, cost)| *cost <= cost_1 + slope * (cpus - cpus_1) + 0.5)
 }
 
-fn target(name: &str, goal: &str, measured: String, met: bool) -> Value {
-    json!({ "target": name, "goal": goal, "measured": measured, "met": met })
+fn target(name: &str, goal: &str, measured: String, met: bool) -> Target {
+    Target {
+        target: name.to_string(),
+        goal: goal.to_string(),
+        measured,
+        met,
+    }
 }
 
 /// The rendezvous-cost issue's targets (issue 15), others in WFI: the erratum call per CPU count,
 /// the cost per extra CPU, the null SMC, and the busy-at-EL1 variant against the WFI one.
-fn rendezvous_cost_targets(results: &Value) -> Vec<Value> {
+fn rendezvous_cost_targets(results: &Results) -> Vec<Target> {
     let mut targets = Vec::new();
-    let wfi = call_costs(results, "wfi", "erratum_per_call");
-    let busy = call_costs(results, "busy-el1", "erratum_per_call");
+    let wfi = call_costs(results, "wfi", erratum_per_call);
+    let busy = call_costs(results, "busy-el1", erratum_per_call);
     for (cpus, limit) in [(1.0, 100.0), (2.0, 170.0), (4.0, 300.0), (8.0, 550.0)] {
         let cost = wfi
             .iter()
@@ -109,7 +120,7 @@ fn rendezvous_cost_targets(results: &Value) -> Vec<Value> {
         format!("at most {per_extra:.0} between 1, 2, 4, 8 CPUs"),
         per_extra <= 60.0,
     ));
-    let null = call_costs(results, "wfi", "null_smc_per_call")
+    let null = call_costs(results, "wfi", null_smc_per_call)
         .iter()
         .map(|(_, cost)| *cost)
         .fold(f64::NAN, f64::max);
@@ -133,13 +144,13 @@ fn rendezvous_cost_targets(results: &Value) -> Vec<Value> {
     targets
 }
 
-/// `results` with a `targets` list: each target of the benchmarks issue, the figure, met or not.
-pub fn with_targets(mut results: Value) -> Value {
+/// Each target of the benchmarks issue judged against `results`: the figure, met or not.
+pub fn targets(results: &Results) -> Vec<Target> {
     let mut targets = Vec::new();
-    let batched = overhead(&results, "per-hypercall", "page", 512).unwrap_or(f64::NAN);
-    let per_page = overhead(&results, "per-page", "page", 512).unwrap_or(f64::NAN);
-    let cpus =
-        donation(&results, "per-hypercall", "page", 512).map_or(0.0, |row| number(row, "cpus"));
+    let rows = &results.donation;
+    let batched = overhead(rows, "per-hypercall", "page", 512).unwrap_or(f64::NAN);
+    let per_page = overhead(rows, "per-page", "page", 512).unwrap_or(f64::NAN);
+    let cpus = donation(rows, "per-hypercall", "page", 512).map_or(0.0, |row| row.cpus as f64);
     targets.push(target(
         "overhead of the fix, 512 pages per call, 4 KiB pages",
         "<= 1% of the no-fix instruction count (4 CPUs)",
@@ -149,7 +160,7 @@ pub fn with_targets(mut results: Value) -> Value {
         batched <= 1.0 && cpus == TARGET_CPUS as f64,
     ));
     for others in ["wfi", "busy-el1"] {
-        let costs = call_costs(&results, others, "erratum_per_call");
+        let costs = call_costs(results, others, erratum_per_call);
         let increments: Vec<String> = costs
             .windows(2)
             .map(|pair| format!("{:.0}", (pair[1].1 - pair[0].1) / (pair[1].0 - pair[0].0)))
@@ -164,14 +175,13 @@ pub fn with_targets(mut results: Value) -> Value {
             at_most_linear(&costs),
         ));
     }
-    targets.extend(rendezvous_cost_targets(&results));
-    let tables = &results["table_memory"];
-    for (granule, limit_kib, goal) in [
-        ("page", 2.05 * 1024.0, "<= 2.05 MiB per GiB"),
-        ("block", 16.0, "<= 16 KiB per GiB"),
+    targets.extend(rendezvous_cost_targets(results));
+    let tables = &results.table_memory;
+    for (granule, row, limit_kib, goal) in [
+        ("page", &tables.page, 2.05 * 1024.0, "<= 2.05 MiB per GiB"),
+        ("block", &tables.block, 16.0, "<= 16 KiB per GiB"),
     ] {
-        let host = number(&tables[granule], "host_kib_per_gib");
-        let guest = number(&tables[granule], "guest_kib_per_gib");
+        let (host, guest) = kib_per_gib(row);
         for (which, kib) in [
             ("guest stage-2", guest),
             ("host stage-2", host),
@@ -185,8 +195,12 @@ pub fn with_targets(mut results: Value) -> Value {
             ));
         }
     }
-    results["targets"] = Value::Array(targets);
-    results
+    targets
+}
+
+/// The host's and the guest's stage-2 KiB per GiB of a table row.
+fn kib_per_gib(row: &TableRow) -> (f64, f64) {
+    (row.host_kib_per_gib as f64, row.guest_kib_per_gib as f64)
 }
 
 fn grouped(value: f64) -> String {
@@ -215,13 +229,12 @@ fn placement_label(placement: &str) -> &'static str {
 }
 
 /// The Markdown tables of the QEMU benchmarks.
-pub fn tables(results: &Value) -> String {
+pub fn tables(results: &Results) -> String {
     let mut text = String::new();
     let _ = writeln!(
         text,
         "Conditions: {}; {}.\n",
-        results["qemu"].as_str().unwrap_or("QEMU"),
-        results["conditions"].as_str().unwrap_or("")
+        results.qemu, results.conditions
     );
     text.push_str("### The erratum call against a null SMC\n\n");
     text.push_str(
@@ -235,16 +248,19 @@ pub fn tables(results: &Value) -> String {
     );
     for cpus in [1u64, 2, 4, 8] {
         let find = |others: &str| {
-            rows(results, "erratum_call").find(|row| row["cpus"] == cpus && row["others"] == others)
+            results
+                .erratum_call
+                .iter()
+                .find(|row| row.cpus == cpus && row.others == others)
         };
-        let cell = |others: &str, key: &str| find(others).map_or(f64::NAN, |row| number(row, key));
+        let cell = |others: &str, cost: Cost| find(others).map_or(f64::NAN, cost);
         let _ = writeln!(
             text,
             "| {cpus} | {} | {} | {} | {} |",
-            grouped(cell("wfi", "null_smc_per_call")),
-            grouped(cell("wfi", "erratum_per_call")),
-            grouped(cell("busy-el1", "null_smc_per_call")),
-            grouped(cell("busy-el1", "erratum_per_call")),
+            grouped(cell("wfi", null_smc_per_call)),
+            grouped(cell("wfi", erratum_per_call)),
+            grouped(cell("busy-el1", null_smc_per_call)),
+            grouped(cell("busy-el1", erratum_per_call)),
         );
     }
     text.push_str(&format!(
@@ -267,11 +283,11 @@ pub fn tables(results: &Value) -> String {
     );
     for pages_per_call in [1u64, 16, 512] {
         for placement in ["not-needed", "per-hypercall", "per-page"] {
-            let Some(row) = donation(results, placement, "page", pages_per_call) else {
+            let Some(row) = donation(&results.donation, placement, "page", pages_per_call) else {
                 continue;
             };
-            let firmware_calls = number(row, "firmware_calls_whole_run");
-            let overhead = overhead(results, placement, "page", pages_per_call)
+            let firmware_calls = row.firmware_calls_whole_run as f64;
+            let overhead = overhead(&results.donation, placement, "page", pages_per_call)
                 .filter(|_| placement != "not-needed")
                 .map_or("–".to_string(), |value| format!("{value:.2}%"));
             let _ = writeln!(
@@ -279,8 +295,8 @@ pub fn tables(results: &Value) -> String {
                 "| {pages_per_call} | {} | {} | {} | {overhead} | {} |",
                 grouped(firmware_calls),
                 placement_label(placement),
-                grouped(number(row, "donate_per_page")),
-                grouped(number(row, "reclaim_per_page")),
+                grouped(row.donate_per_page),
+                grouped(row.reclaim_per_page),
             );
         }
     }
@@ -295,11 +311,11 @@ pub fn tables(results: &Value) -> String {
         "| placement | firmware calls (whole run) | instructions per page | overhead of the fix | teardown and reclaim per page |\n| --- | ---: | ---: | ---: | ---: |\n",
     );
     for placement in ["not-needed", "per-hypercall", "per-page"] {
-        let Some(row) = donation(results, placement, "block", 512) else {
+        let Some(row) = donation(&results.donation, placement, "block", 512) else {
             continue;
         };
-        let firmware_calls = number(row, "firmware_calls_whole_run");
-        let overhead = overhead(results, placement, "block", 512)
+        let firmware_calls = row.firmware_calls_whole_run as f64;
+        let overhead = overhead(&results.donation, placement, "block", 512)
             .filter(|_| placement != "not-needed")
             .map_or("–".to_string(), |value| format!("{value:.2}%"));
         let _ = writeln!(
@@ -307,23 +323,24 @@ pub fn tables(results: &Value) -> String {
             "| {} | {} | {} | {overhead} | {} |",
             placement_label(placement),
             grouped(firmware_calls),
-            grouped(number(row, "donate_per_page")),
-            grouped(number(row, "reclaim_per_page")),
+            grouped(row.donate_per_page),
+            grouped(row.reclaim_per_page),
         );
     }
     text.push_str("\n### Stage-2 table memory per GiB donated\n\n");
-    let tables = &results["table_memory"];
+    let tables = &results.table_memory;
     let _ = writeln!(
         text,
         "Source: {}; the hypervisor keeps no table counter the host could read. Guest root ({} KiB, \
          once per VM) excluded.\n",
-        tables["source"].as_str().unwrap_or("?"),
-        number(&tables["page"], "guest_root_kib")
+        tables.source, tables.page.guest_root_kib
     );
     text.push_str("| donation | host stage-2 added | guest stage-2 | together |\n| --- | ---: | ---: | ---: |\n");
-    for (granule, label) in [("page", "4 KiB pages"), ("block", "2 MiB blocks")] {
-        let host = number(&tables[granule], "host_kib_per_gib");
-        let guest = number(&tables[granule], "guest_kib_per_gib");
+    for (row, label) in [
+        (&tables.page, "4 KiB pages"),
+        (&tables.block, "2 MiB blocks"),
+    ] {
+        let (host, guest) = kib_per_gib(row);
         let _ = writeln!(
             text,
             "| {label} | {} KiB | {} KiB | {} KiB |",
@@ -333,26 +350,25 @@ pub fn tables(results: &Value) -> String {
         );
     }
     text.push_str("\n### Targets (benchmarks issue)\n\n| target | goal | measured | met |\n| --- | --- | --- | --- |\n");
-    for row in rows(results, "targets") {
+    for row in &results.targets {
         let _ = writeln!(
             text,
             "| {} | {} | {} | {} |",
-            row["target"].as_str().unwrap_or(""),
-            row["goal"].as_str().unwrap_or(""),
-            row["measured"].as_str().unwrap_or(""),
-            if row["met"] == true { "yes" } else { "**no**" }
+            row.target,
+            row.goal,
+            row.measured,
+            if row.met { "yes" } else { "**no**" }
         );
     }
     text
 }
 
 /// Writes the plots and the QEMU section of `docs/results.md`.
-pub fn write_docs(root: &Path, results: &Value) -> Result<(), String> {
+pub fn write_docs(root: &Path, results: &Results) -> Result<(), XtaskError> {
     let docs = root.join("docs");
     let write = |name: &str, text: &str| {
         let path = docs.join(name);
-        std::fs::write(&path, text)
-            .map_err(|error| format!("cannot write {}: {error}", path.display()))
+        std::fs::write(&path, text).map_err(|error| XtaskError::file("write", &path, error))
     };
     write(OVERHEAD_PLOT, &overhead_plot(results))?;
     write(CALL_COST_PLOT, &call_cost_plot(results))?;
@@ -386,12 +402,13 @@ fn replace_section(document: &str, section: &str) -> String {
     }
 }
 
-fn overhead_plot(results: &Value) -> String {
+fn overhead_plot(results: &Results) -> String {
     let series = ["per-hypercall", "per-page"].map(|placement| {
         let points = [1u64, 16, 512]
             .iter()
             .filter_map(|&batch| {
-                overhead(results, placement, "page", batch).map(|value| (batch as f64, value))
+                overhead(&results.donation, placement, "page", batch)
+                    .map(|value| (batch as f64, value))
             })
             .collect();
         Series {
@@ -410,19 +427,19 @@ fn overhead_plot(results: &Value) -> String {
     .svg()
 }
 
-fn call_cost_plot(results: &Value) -> String {
-    let series = [
-        ("erratum call, others in WFI", "wfi", "erratum_per_call"),
+fn call_cost_plot(results: &Results) -> String {
+    let series: [(&'static str, &str, Cost); 3] = [
+        ("erratum call, others in WFI", "wfi", erratum_per_call),
         (
             "erratum call, others busy at EL1",
             "busy-el1",
-            "erratum_per_call",
+            erratum_per_call,
         ),
-        ("null SMC, others in WFI", "wfi", "null_smc_per_call"),
-    ]
-    .map(|(name, others, key)| Series {
+        ("null SMC, others in WFI", "wfi", null_smc_per_call),
+    ];
+    let series = series.map(|(name, others, cost)| Series {
         name,
-        points: call_costs(results, others, key),
+        points: call_costs(results, others, cost),
     });
     Chart {
         title: "Cost of one call against CPUs online (all CPUs summed)",
@@ -703,12 +720,23 @@ mod tests {
 
     #[test]
     fn the_overhead_compares_with_the_unaffected_run() {
-        let results = json!({"donation": [
-            {"placement": "not-needed", "granule": "page", "pages_per_call": 1, "donate_total": 1000},
-            {"placement": "per-hypercall", "granule": "page", "pages_per_call": 1, "donate_total": 1250},
-        ]});
-        assert_eq!(overhead(&results, "per-hypercall", "page", 1), Some(25.0));
-        assert_eq!(overhead(&results, "per-page", "page", 1), Some(25.0));
-        assert_eq!(overhead(&results, "per-page", "page", 16), None);
+        let row = |placement: &str, donate_total: u64| DonationRow {
+            placement: placement.to_string(),
+            granule: "page".to_string(),
+            pages_per_call: 1,
+            cpu: String::new(),
+            cpus: 4,
+            pages: 1,
+            calls: 1,
+            firmware_calls_whole_run: 0,
+            donate_total,
+            reclaim_total: 0,
+            donate_per_page: 0.0,
+            reclaim_per_page: 0.0,
+        };
+        let rows = [row("not-needed", 1000), row("per-hypercall", 1250)];
+        assert_eq!(overhead(&rows, "per-hypercall", "page", 1), Some(25.0));
+        assert_eq!(overhead(&rows, "per-page", "page", 1), Some(25.0));
+        assert_eq!(overhead(&rows, "per-page", "page", 16), None);
     }
 }

@@ -8,37 +8,29 @@
 //! donation added (blocks split into page tables where single pages leave) and the guest stage-2's
 //! pages without its root (paid once per VM, whatever it holds).
 
+use super::records::{TableMemory, TableRow};
+use crate::error::XtaskError;
 use mem_protect::PAGE_SIZE;
 use mem_protect::measurement::table_pages_per_gib;
-use serde_json::{Value, json};
 
-/// Table pages (host added, guest without root, guest root) for 1 GiB donated `pages_per_call` pages
-/// at a time.
-fn table_pages(pages_per_call: u64) -> Result<(usize, usize, usize), String> {
+/// Table memory for 1 GiB donated `pages_per_call` pages at a time.
+fn table_row(pages_per_call: u64) -> Result<TableRow, XtaskError> {
     let pages = table_pages_per_gib(pages_per_call)
-        .map_err(|error| format!("table memory measurement: {error:?}"))?;
-    Ok((pages.host_added, pages.guest_without_root, pages.guest_root))
+        .map_err(|error| XtaskError::Check(format!("table memory measurement: {error:?}")))?;
+    let kib = |pages: usize| pages as u64 * PAGE_SIZE / 1024;
+    Ok(TableRow {
+        pages_per_call,
+        host_kib_per_gib: kib(pages.host_added),
+        guest_kib_per_gib: kib(pages.guest_without_root),
+        guest_root_kib: kib(pages.guest_root),
+    })
 }
 
 /// Table memory per GiB donated, in 4 KiB pages and in 2 MiB blocks.
-pub fn measure() -> Result<Value, String> {
-    let mut figures = serde_json::Map::new();
-    for (granule, pages_per_call) in [("page", 1), ("block", 512)] {
-        let (host, guest, root) = table_pages(pages_per_call)?;
-        let kib = |pages: usize| pages as u64 * PAGE_SIZE / 1024;
-        figures.insert(
-            granule.to_string(),
-            json!({
-                "pages_per_call": pages_per_call,
-                "host_kib_per_gib": kib(host),
-                "guest_kib_per_gib": kib(guest),
-                "guest_root_kib": kib(root),
-            }),
-        );
-    }
-    figures.insert(
-        "source".to_string(),
-        json!("computed on the host with the ownership library (mem-protect over stage2)"),
-    );
-    Ok(Value::Object(figures))
+pub fn measure() -> Result<TableMemory, XtaskError> {
+    Ok(TableMemory {
+        page: table_row(1)?,
+        block: table_row(512)?,
+        source: "computed on the host with the ownership library (mem-protect over stage2)".into(),
+    })
 }

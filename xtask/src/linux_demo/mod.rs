@@ -322,7 +322,12 @@ pub fn measure(
         })?;
     let ticks = u128::from(number_after(counter, "").unwrap_or(0));
     let frequency = u128::from(number_after(counter, "ticks at ").unwrap_or(0)).max(1);
-    let missing = || format!("{}: the log lacks the phase marks", configuration.name());
+    let missing = || {
+        XtaskError::Unexpected(format!(
+            "{}: the log lacks the phase marks",
+            configuration.name()
+        ))
+    };
     let inside = outcome
         .log
         .lines()
@@ -424,7 +429,9 @@ pub fn demo(args: &DemoArgs) -> Result<(), XtaskError> {
 /// pKVM, and two protected VMs at once (two real callers of the rendezvous at the same time).
 pub fn run_tests() -> Result<(), XtaskError> {
     let kernel = linux::kernel(KernelKind::Pkvm).map_err(|error| {
-        format!("the Linux pKVM tests need Debian's Linux >= 7.1 for arm64: {error}")
+        XtaskError::Check(format!(
+            "the Linux pKVM tests need Debian's Linux >= 7.1 for arm64: {error}"
+        ))
     })?;
     let configuration = |cpu: &str, without_fix, memory_mib, workload| Configuration {
         cpu: cpu.to_string(),
