@@ -9,6 +9,7 @@
 //! before its `bl handle_fiq_fast`, and fails on any instruction of the handler that writes a
 //! register outside that set or leaves the function other than by `ret`.
 
+use crate::error::XtaskError;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
@@ -19,18 +20,18 @@ const HANDLER: &str = "handle_fiq_fast";
 const VECTORS: &str = "fiq_fast_entry_start";
 
 /// Checks the monitor ELF at `elf` (see the module documentation); prints the saved set.
-pub fn check_fiq_fast_path(elf: &Path) -> Result<(), String> {
+pub fn check_fiq_fast_path(elf: &Path) -> Result<(), XtaskError> {
     let handler = disassemble(elf, HANDLER)?;
     let vectors = disassemble(elf, VECTORS)?;
-    let saved = saved_before_call(&vectors, HANDLER)?;
-    let written = check_leaf(&handler)?;
+    let saved = saved_before_call(&vectors, HANDLER).map_err(XtaskError::Check)?;
+    let written = check_leaf(&handler).map_err(XtaskError::Check)?;
     let unsaved: Vec<&String> = written.difference(&saved).collect();
     if !unsaved.is_empty() {
-        return Err(format!(
+        return Err(XtaskError::Check(format!(
             "{}: {HANDLER} writes {unsaved:?}, which its FIQ entry does not save (saved: {saved:?}); \
              save them in fiq_fast_entry (exceptions.S) or change the handler",
             elf.display()
-        ));
+        )));
     }
     println!(
         "xtask: codegen {HANDLER}: a leaf of {} instructions writing {written:?}, all saved by its entry",
@@ -52,23 +53,35 @@ struct Instruction {
 }
 
 /// `llvm-objdump`'s disassembly of `symbol` in `elf`, parsed.
-fn disassemble(elf: &Path, symbol: &str) -> Result<Vec<Instruction>, String> {
+fn disassemble(elf: &Path, symbol: &str) -> Result<Vec<Instruction>, XtaskError> {
     let output = Command::new("llvm-objdump")
         .args(["-d", "--no-show-raw-insn"])
         .arg(format!("--disassemble-symbols={symbol}"))
         .arg(elf)
         .output()
-        .map_err(|error| format!("cannot run llvm-objdump: {error}"))?;
+        .map_err(|error| match error.kind() {
+            std::io::ErrorKind::NotFound => XtaskError::MissingTool {
+                tool: "llvm-objdump",
+                install: "apt-get install --no-install-recommends llvm".into(),
+            },
+            _ => XtaskError::spawn("llvm-objdump", error),
+        })?;
     if !output.status.success() {
-        return Err(format!(
-            "llvm-objdump failed on {}: {}",
-            elf.display(),
-            String::from_utf8_lossy(&output.stderr)
+        return Err(XtaskError::failed_with_output(
+            format!(
+                "llvm-objdump --disassemble-symbols={symbol} {}",
+                elf.display()
+            ),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim(),
         ));
     }
     let instructions = parse(&String::from_utf8_lossy(&output.stdout));
     if instructions.is_empty() {
-        return Err(format!("{}: no code for {symbol}", elf.display()));
+        return Err(XtaskError::Unexpected(format!(
+            "{}: no code for {symbol}",
+            elf.display()
+        )));
     }
     Ok(instructions)
 }

@@ -166,7 +166,7 @@ pub fn build_for(machine: Machine, image: Image) -> Result<PathBuf, XtaskError> 
         .join("release")
         .join(image.package);
     if image.package == MONITOR.package {
-        crate::codegen::check_fiq_fast_path(&elf_path).map_err(XtaskError::Check)?;
+        crate::codegen::check_fiq_fast_path(&elf_path)?;
     }
     let elf =
         std::fs::read(&elf_path).map_err(|error| XtaskError::file("read", &elf_path, error))?;
