@@ -26,7 +26,7 @@ const BLOCK: u64 = 0b01 | (1 << 10);
 /// Table descriptor bits: valid table.
 const TABLE: u64 = 0b11;
 /// AttrIndx 0 ([`DEVICE_INDEX`], device nGnRE), privileged and unprivileged execute-never.
-const DEVICE: u64 = BLOCK | (1 << 53) | (1 << 54);
+const DEVICE: u64 = BLOCK | ((DEVICE_INDEX as u64) << 2) | (1 << 53) | (1 << 54);
 /// AttrIndx 1 ([`NORMAL_INDEX`], normal write-back), inner shareable.
 const NORMAL: u64 = BLOCK | ((NORMAL_INDEX as u64) << 2) | (3 << 8);
 
@@ -61,41 +61,15 @@ static DRAM: Table = level1(DRAM_SLOT);
 /// The root.
 static LEVEL0: RootTable = RootTable([const { AtomicU64::new(0) }; 512]);
 
-/// `MAIR_EL1` attribute index of device memory (nGnRE), the `AttrIndx` of [`DEVICE`].
-const DEVICE_INDEX: u32 = 0;
+/// `MAIR_EL1`: index 0 device nGnRE, index 1 normal write-back memory (`cpu_setup::translation`).
+const MAIR: MairEl1 = cpu_setup::translation::MAIR_EL1;
+/// `MAIR_EL1` attribute index of device memory, the `AttrIndx` of [`DEVICE`].
+const DEVICE_INDEX: u32 = cpu_setup::translation::DEVICE_INDEX;
 /// `MAIR_EL1` attribute index of normal memory, the `AttrIndx` of [`NORMAL`].
-const NORMAL_INDEX: u32 = 1;
-/// The memory-attribute encoding of Device-nGnRE.
-const DEVICE_NGNRE: u8 = 0b0000_0100;
-/// The memory-attribute encoding of Normal memory, inner and outer write-back non-transient, read-
-/// and write-allocate.
-const NORMAL_WRITE_BACK: u8 = 0b1111_1111;
-
-/// `MAIR_EL1`: index 0 device nGnRE, index 1 normal write-back memory.
-const MAIR: MairEl1 = MairEl1::empty()
-    .with_attr(DEVICE_INDEX, DEVICE_NGNRE)
-    .with_attr(NORMAL_INDEX, NORMAL_WRITE_BACK);
-
-/// `T0SZ` of a 48-bit (256 TiB) virtual address space: walks start at level 0.
-const T0SZ_48_BITS: u8 = 64 - 48;
-/// `IRGN0`/`ORGN0`: table walks write-back, read- and write-allocate.
-const WALK_WRITE_BACK: u8 = 0b01;
-/// `SH0`: table walks inner shareable.
-const WALK_INNER_SHAREABLE: u8 = 0b11;
-/// `TG0`: 4 KiB granule.
-const GRANULE_4K: u8 = 0b00;
-/// `IPS`: 48-bit intermediate physical addresses.
-const INTERMEDIATE_48_BITS: u8 = 0b101;
-
-/// `TCR_EL1`: 48-bit virtual and intermediate physical addresses, write-back inner shareable table
-/// walks, 4 KiB granule, `TTBR1_EL1` walks disabled (`EPD1`).
-const TCR: TcrEl1 = TcrEl1::EPD1
-    .with_t0sz(T0SZ_48_BITS)
-    .with_irgn0(WALK_WRITE_BACK)
-    .with_orgn0(WALK_WRITE_BACK)
-    .with_sh0(WALK_INNER_SHAREABLE)
-    .with_tg0(GRANULE_4K)
-    .with_ips(INTERMEDIATE_48_BITS);
+const NORMAL_INDEX: u32 = cpu_setup::translation::NORMAL_INDEX;
+/// `TCR_EL1`: 48-bit VA and IPA, write-back inner shareable walks, 4 KiB granule, no `TTBR1_EL1`
+/// walks (`cpu_setup::translation`).
+const TCR: TcrEl1 = cpu_setup::translation::TCR_EL1;
 
 /// `SCTLR_EL1` in use: the translation-off value and the MMU (M), data and instruction caches (C,
 /// I), stack alignment checks (SA).

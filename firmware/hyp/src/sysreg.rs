@@ -17,35 +17,7 @@
 //! | `SMCR_EL2` (`FA64`, `LEN`) | no accessor and no type (only `SMCR_EL3`) |
 //! | `CNTHCTL_EL2.EL1PCTEN` (bit 0, `E2H` = 0) | the bit is named only by its `E2H` = 1 name, `EL0PCTEN` (`cpu_setup::el2::CNTHCTL_EL1PCTEN` aliases it) |
 
-/// Generates `read_<name>` and `write_<name>` for a 64-bit register by its assembler name.
-macro_rules! sysreg {
-    ($(#[$meta:meta])* $read:ident, $write:ident, $asm:literal) => {
-        sysreg!($(#[$meta])* read $read, $asm);
-        sysreg!($(#[$meta])* write $write, $asm);
-    };
-    ($(#[$meta:meta])* read $read:ident, $asm:literal) => {
-        $(#[$meta])*
-        #[inline(always)]
-        pub fn $read() -> u64 {
-            let value: u64;
-            // SAFETY: reading a system register that exists at EL2 has no side effects on memory.
-            unsafe {
-                core::arch::asm!(concat!("mrs {}, ", $asm), out(reg) value, options(nomem, nostack, preserves_flags))
-            };
-            value
-        }
-    };
-    ($(#[$meta:meta])* write $write:ident, $asm:literal) => {
-        $(#[$meta])*
-        #[inline(always)]
-        pub fn $write(value: u64) {
-            // SAFETY: every register generated here is an EL0/EL1 register the world switch swaps for
-            // the vCPU or host about to run, a PMU enable, or an EL2 vector-length control; none
-            // changes the hypervisor's own memory or translation.
-            unsafe { core::arch::asm!(concat!("msr ", $asm, ", {}"), in(reg) value, options(nostack, preserves_flags)) };
-        }
-    };
-}
+use firmware_runtime::sysreg;
 
 sysreg!(
     /// `REVIDR_EL1`.

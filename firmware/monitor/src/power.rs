@@ -108,10 +108,14 @@ pub fn affinity_info(
 
 /// `CPU_OFF`: returns only with the reason it was refused.
 pub fn cpu_off(cpu: usize) -> PsciError {
-    if let Err(error) = POWER.lock().cpu_off(cpu) {
+    let mut power = POWER.lock();
+    if let Err(error) = power.cpu_off(cpu) {
         return error;
     }
+    // Printed with the power table held, so that a CPU that sees this one off through
+    // `AFFINITY_INFO` (which takes the same lock) prints after this line, not into it.
     cpu_service::print_calls_at_cpu_off(cpu);
+    drop(power);
     cpu_service::leave(cpu, Leaving::Off);
     lose_power_down_state();
     crate::restart_in_pen()
