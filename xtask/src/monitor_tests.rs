@@ -57,17 +57,25 @@ pub struct RunArgs {
 
 /// `cargo xtask build`.
 pub fn build(args: &BuildArgs) -> Result<(), XtaskError> {
+    let (monitor, payload) = monitor_and_payload(args.machine, args.without_fix)?;
+    println!("{}\n{}", monitor.display(), payload.display());
+    Ok(())
+}
+
+/// The monitor (with or without the fix) and the EL2 test payload, built for `machine`.
+fn monitor_and_payload(
+    machine: Machine,
+    without_fix: bool,
+) -> Result<(std::path::PathBuf, std::path::PathBuf), XtaskError> {
     let monitor = firmware::build_for(
-        args.machine,
-        if args.without_fix {
+        machine,
+        if without_fix {
             MONITOR_WITHOUT_FIX
         } else {
             MONITOR
         },
     )?;
-    let payload = firmware::build_for(args.machine, PAYLOAD)?;
-    println!("{}\n{}", monitor.display(), payload.display());
-    Ok(())
+    Ok((monitor, firmware::build_for(machine, PAYLOAD)?))
 }
 
 fn scenario_number(name: &str) -> Result<u64, XtaskError> {
@@ -146,15 +154,7 @@ fn check(scenario: &Scenario, monitor: &Path, payload: &Path) -> Result<String, 
 /// `cargo xtask run-payload`.
 pub fn run_payload(args: &RunArgs) -> Result<(), XtaskError> {
     crate::setup::ensure_qemu()?;
-    let monitor = firmware::build_for(
-        args.machine,
-        if args.without_fix {
-            MONITOR_WITHOUT_FIX
-        } else {
-            MONITOR
-        },
-    )?;
-    let payload = firmware::build_for(args.machine, PAYLOAD)?;
+    let (monitor, payload) = monitor_and_payload(args.machine, args.without_fix)?;
     let scenario = Scenario {
         machine: args.machine,
         name: &args.scenario,
