@@ -30,7 +30,7 @@
 //! ```
 //!
 //! Nothing here touches hardware: `#![forbid(unsafe_code)]`, host-testable, no dependencies.
-#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(any(test, feature = "build-script")), no_std)]
 #![forbid(unsafe_code)]
 
 mod link;
@@ -40,6 +40,8 @@ mod test_platform;
 
 use core::ops::Range;
 
+#[cfg(feature = "build-script")]
+pub use link::link_image;
 pub use link::{Image, MemoryBlock, link_region};
 pub use qemu_virt::QemuVirt;
 pub use sbsa_ref::SbsaRef;

@@ -67,3 +67,28 @@ impl fmt::Display for MemoryBlock<'_> {
         writeln!(formatter, "__board_max_cpus = {};", self.max_cpus)
     }
 }
+
+/// What every image's build script does, once: writes [`MemoryBlock`] for `image` on the selected
+/// board into `$OUT_DIR/memory.ld`, puts that directory on the link search path, links with the
+/// image's own `linker_script` (in its crate directory), and passes the board's name to the image
+/// (`PKVM_BOARD`, so the image can refuse to build when its code reads another board). Only build
+/// scripts have `std`: feature `build-script`.
+#[cfg(feature = "build-script")]
+pub fn link_image(region_name: &str, image: Image, linker_script: &str) {
+    let directory = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
+    let Ok(out) = std::env::var("OUT_DIR") else {
+        panic!("cargo sets OUT_DIR for build scripts");
+    };
+    let block = MemoryBlock::new::<crate::Selected>(region_name, image);
+    let path = std::path::Path::new(&out).join("memory.ld");
+    if let Err(error) = std::fs::write(&path, block.to_string()) {
+        panic!("cannot write {}: {error}", path.display());
+    }
+    println!("cargo:rustc-link-search={out}");
+    println!(
+        "cargo:rustc-env=PKVM_BOARD={}",
+        <crate::Selected as Platform>::NAME
+    );
+    println!("cargo:rustc-link-arg=-T{directory}/{linker_script}");
+    println!("cargo:rerun-if-changed={linker_script}");
+}
