@@ -38,6 +38,7 @@ pub fn build_tables(dram: Range<u64>) {
         .unwrap_or(usize::MAX)
         .max(Board::HYPERVISOR.end());
     let devices = Board::DEVICES;
+    let [code, read_only, writable] = image.regions(writable_end);
     let regions = [
         (
             devices.base,
@@ -49,21 +50,9 @@ pub fn build_tables(dram: Range<u64>) {
             image.image_start,
             BASE | NORMAL | El23Attributes::XN,
         ),
-        (
-            image.image_start,
-            image.rodata_start,
-            BASE | NORMAL | El23Attributes::READ_ONLY,
-        ),
-        (
-            image.rodata_start,
-            image.data_start,
-            BASE | NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN,
-        ),
-        (
-            image.data_start,
-            writable_end,
-            BASE | NORMAL | El23Attributes::XN,
-        ),
+        code,
+        read_only,
+        writable,
     ];
     ROOT.store(identity_map::build(El2, &regions), Ordering::Release);
 }

@@ -64,6 +64,29 @@ impl ImageLayout {
             data_start: &raw const __data_start as usize,
         }
     }
+
+    /// The image's own mappings, as [`build`] takes them: its code read-only and executable, its
+    /// read-only data read-only and never executed, and everything writable from its data up to
+    /// `writable_end` (stacks, heap) never executed.
+    pub fn regions(&self, writable_end: usize) -> [(usize, usize, El23Attributes); 3] {
+        [
+            (
+                self.image_start,
+                self.rodata_start,
+                BASE | NORMAL | El23Attributes::READ_ONLY,
+            ),
+            (
+                self.rodata_start,
+                self.data_start,
+                BASE | NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN,
+            ),
+            (
+                self.data_start,
+                writable_end,
+                BASE | NORMAL | El23Attributes::XN,
+            ),
+        ]
+    }
 }
 
 /// Builds an identity map of `regions` (start, end, attributes) in `regime` and returns its root's

@@ -30,27 +30,16 @@ pub fn build_tables() {
         let secure_ram_end = Board::SECURE_RAM.end();
         let devices = Board::DEVICES;
         let dram = Board::MONITOR_DRAM_WINDOW;
+        let [code, read_only, writable] = image.regions(secure_ram_end);
         let regions = [
             (
                 devices.base,
                 devices.end(),
                 BASE | DEVICE | El23Attributes::XN,
             ),
-            (
-                image.image_start,
-                image.rodata_start,
-                BASE | NORMAL | El23Attributes::READ_ONLY,
-            ),
-            (
-                image.rodata_start,
-                image.data_start,
-                BASE | NORMAL | El23Attributes::READ_ONLY | El23Attributes::XN,
-            ),
-            (
-                image.data_start,
-                secure_ram_end,
-                BASE | NORMAL | El23Attributes::XN,
-            ),
+            code,
+            read_only,
+            writable,
             (
                 dram.base,
                 dram.end(),
